@@ -1,0 +1,112 @@
+"""Wires the parts together for `run` and `once`: state, sources, pipeline,
+outbox drain, HTTP server and scheduler, and takes them down in order."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__
+from exporter.config import Config
+from exporter.export.otlp import OutboxDrain, make_sender
+from exporter.export.registry import ActivityCollector, MetricsBook
+from exporter.redact import Redactor
+from exporter.scheduler import Pipeline, Scheduler, SourceJob, precreate_series
+from exporter.server import ExporterServer
+from exporter.sources import build_source
+from exporter.state.store import StateStore
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 10.0
+
+
+class Exporter:
+    def __init__(self, config: Config, redactor: Redactor) -> None:
+        self.config = config
+        self.redactor = redactor
+        self.store = StateStore(config.state.path)
+        self.book = MetricsBook(self.store.series(), max_agents=config.metrics.max_agents,
+                                max_tools=config.metrics.max_tools)
+        self.book.set_live("agent_exporter_build_info", (__version__,), 1.0)
+        sender = make_sender(config.traces, config.service_name)
+        if sender is None:
+            log.warning("traces are off: set traces.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) or traces.protocol: file")
+        self.stop_event = threading.Event()
+        commit_lock = threading.Lock()
+        self.drain = OutboxDrain(self.store, sender, self.book, commit_lock) if sender else None
+        self.pipeline = Pipeline(config=config, store=self.store, book=self.book, drain=self.drain,
+                                 commit_lock=commit_lock, stop=self.stop_event)
+        enabled = [s for s in config.sources if s.enabled]
+        self.sources = [build_source(s, stop=self.stop_event) for s in enabled]
+        self.jobs = [SourceJob(source, self.pipeline) for source in self.sources]
+        self.intervals = {s.name: s.interval for s in enabled}
+        precreate_series(self.pipeline, self.sources)
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(ActivityCollector(self.book))
+        self.server: ExporterServer | None = None
+        self.scheduler: Scheduler | None = None
+
+    def serve(self) -> ExporterServer:
+        self.server = ExporterServer(self.config.listen_host, self.config.listen_port, self.registry, self.status)
+        self.server.start()
+        self.server.ready.set()
+        return self.server
+
+    def start(self) -> None:
+        """`run`: serve HTTP, drain the outbox, poll every source on schedule."""
+        if self.server is None:
+            self.serve()
+        if self.drain:
+            self.drain.start()
+        self.scheduler = Scheduler(self.jobs, self.intervals)
+        self.scheduler.start()
+        log.info("exporter started: %d source(s), metrics on %s:%d", len(self.jobs),
+                 self.config.listen_host, self.server.port if self.server else 0)
+
+    def once(self) -> bool:
+        """`once`: poll every source, deliver the spans, report success."""
+        results = [job.poll() for job in self.jobs]
+        if self.drain:
+            self.drain.flush(time.monotonic() + FLUSH_SECONDS * 3)
+        return all(results) and (self.drain is None or self.store.outbox_spans() == 0)
+
+    def shutdown(self) -> None:
+        """Finish the current transaction, flush the outbox (<= 10 s), close."""
+        self.stop_event.set()
+        if self.scheduler:
+            self.scheduler.shutdown()
+        if self.drain:
+            self.drain.stop(flush_deadline=time.monotonic() + FLUSH_SECONDS)
+        if self.server:
+            self.server.stop()
+        for source in self.sources:
+            source.close()
+        self.store.close()
+
+    def status(self) -> dict[str, object]:
+        sources: dict[str, object] = {}
+        for job in self.jobs:
+            st = job.status
+            cp = self.store.checkpoint(job.source.name)
+            sources[job.source.name] = {
+                "platform": job.source.platform,
+                "up": st.up,
+                "polls": st.polls,
+                "last_outcome": st.last_outcome,
+                "last_poll_at": st.last_poll_at,
+                "last_success_at": st.last_success_at,
+                "last_error": self.redactor.redact(st.last_error) if st.last_error else None,
+                "skipped_ticks": st.skipped_ticks,
+                "open_runs": sum(self.store.open_run_counts(job.source.name).values()),
+                "watermark": cp.get("watermark"),
+            }
+        return {
+            "version": __version__,
+            "sources": sources,
+            "outbox_spans": self.store.outbox_spans(),
+            "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
+        }

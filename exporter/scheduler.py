@@ -1,0 +1,242 @@
+"""The one place that chains poll -> convert -> commit -> publish.
+
+Each source is polled by its own APScheduler job (max_instances=1, so a
+slow poll skips ticks instead of overlapping, coalesced, jittered). Every
+batch a source yields is converted and committed in one transaction with its
+checkpoint, spans and counter totals; the totals are published to /metrics
+only after the commit. A failing source is marked down and logged once; the
+others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from exporter.config import Config
+from exporter.convert.metrics import POLL_OUTCOMES, Op, Update, event_updates, run_updates
+from exporter.convert.traces import run_to_spans, run_trace_id
+from exporter.export.otlp import OutboxDrain, encode_payload
+from exporter.export.registry import MetricsBook
+from exporter.model import Batch, Run
+from exporter.sources.base import PollContext, Source
+from exporter.sources.http import AuthError, BadResponseError, SourceError
+from exporter.state.store import SourceStateView, StateStore
+
+log = logging.getLogger(__name__)
+
+EXPIRE_CHUNK = 200
+
+
+@dataclass(slots=True)
+class SourceStatus:
+    """What the status page shows of one source (never a secret)."""
+
+    up: bool = False
+    polls: int = 0
+    last_poll_at: float | None = None
+    last_success_at: float | None = None
+    last_error: str | None = None
+    last_outcome: str | None = None
+    skipped_ticks: int = 0
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Everything that touches state, shared by all sources' jobs."""
+
+    config: Config
+    store: StateStore
+    book: MetricsBook
+    drain: OutboxDrain | None
+    commit_lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+
+    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = ()) -> None:
+        runs = batch.runs
+        outbox = self._spans(runs)
+        updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
+        updates += event_updates(source.name, source.platform, batch.events)
+        updates += [Update(Op.INC, "agent_exporter_records_total", (source.name, k), n) for k, n in batch.records.items()]
+        reasons: dict[str, int] = {}
+        for rejected in batch.rejected:
+            reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
+            log.warning("skipped a record that does not parse: %s", rejected.detail,
+                        extra={"source": source.name, "record_id": rejected.record_id})
+        updates += [Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()]
+        updates += extra
+        with self.commit_lock:
+            staged = self.book.stage(updates)
+            dropped = self.store.commit(
+                source.name, batch, outbox, self.book.persisted_form(staged), self.config.traces.outbox_max_spans
+            )
+            if dropped:
+                staged.update(self.book.stage([Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped)]))
+                self.store.write_series(self.book.persisted_form(staged))
+                log.warning("outbox full: dropped the %d oldest span(s)", dropped)
+            self.book.publish(staged)
+        self._refresh_gauges(source.name, source.platform, batch)
+        if outbox and self.drain:
+            self.drain.notify()
+
+    def _spans(self, runs: list[Run]) -> list[tuple[int, bytes]]:
+        if self.drain is None:
+            return []  # traces are off
+        traces = self.config.traces
+        out = []
+        for run in runs:
+            spans = run_to_spans(run, capture_content=traces.capture_content,
+                                 max_attribute_length=traces.max_attribute_length)
+            out.append((len(spans), encode_payload(spans)))
+        return out
+
+    def _refresh_gauges(self, source: str, platform: str, batch: Batch) -> None:
+        counts = self.store.open_run_counts(source)
+        self.book.replace_live("agent_runs_in_progress", (source, platform),
+                               {(source, platform, agent): float(n) for agent, n in counts.items()})
+        if batch.caught_up_to is not None:
+            lag = max(0.0, (self.clock() - batch.caught_up_to).total_seconds())
+            self.book.set_live("agent_exporter_data_lag_seconds", (source,), lag)
+        self.book.set_live("agent_exporter_outbox_spans", (), float(self.store.outbox_spans()))
+
+
+class SourceJob:
+    """One source's poll: run it, commit its batches, account for it."""
+
+    def __init__(self, source: Source, pipeline: Pipeline) -> None:
+        self.source = source
+        self.pipeline = pipeline
+        self.status = SourceStatus()
+        self._view = SourceStateView(pipeline.store, source.name)
+
+    def __call__(self) -> bool:
+        return self.poll()
+
+    def poll(self) -> bool:
+        name = self.source.name
+        started = time.monotonic()
+        now = self.pipeline.clock()
+        outcome, error = "success", None
+        try:
+            ctx = PollContext(checkpoint=self.pipeline.store.checkpoint(name), now=now, state=self._view)
+            for batch in self.source.poll(ctx):
+                self.pipeline.commit(self.source, batch, self._request_updates())
+                if self.pipeline.stop.is_set():
+                    break  # stopping: what is committed is consistent; the rest waits for the next start
+            else:
+                self._expire(now)
+        except AuthError as err:
+            outcome, error = "auth_error", err
+        except BadResponseError as err:
+            outcome, error = "bad_response", err
+        except SourceError as err:
+            outcome, error = "error", err
+        except Exception as err:  # a bug must not kill the scheduler: log it with its traceback
+            log.exception("poll failed unexpectedly", extra={"source": name})
+            outcome, error = "error", SourceError(name, f"internal error: {type(err).__name__}")
+        self._account(outcome, error, time.monotonic() - started, now)
+        return outcome == "success"
+
+    def _request_updates(self) -> list[Update]:
+        codes, limited = self.source.stats.drain()
+        updates = [Update(Op.INC, "agent_exporter_api_requests_total", (self.source.name, c), n) for c, n in codes.items()]
+        if limited:
+            updates.append(Update(Op.INC, "agent_exporter_rate_limited_total", (self.source.name,), limited))
+        return updates
+
+    def _expire(self, now: datetime) -> None:
+        """Emit runs open longer than runs.max_open_age as incomplete, once."""
+        cutoff = now.timestamp() - self.pipeline.config.runs.max_open_age
+        while stale := self.pipeline.store.stale_open_runs(self.source.name, cutoff, EXPIRE_CHUNK):
+            batch = Batch()
+            for open_run in stale:
+                batch.runs.append(self.source.expire(open_run, now))
+                batch.open_deletes.add(open_run.run_id)
+                batch.seen_add[f"run:{open_run.run_id}"] = now.timestamp()
+            log.info("gave up on %d run(s) open longer than max_open_age", len(stale), extra={"source": self.source.name})
+            self.pipeline.commit(self.source, batch)
+
+    def _account(self, outcome: str, error: SourceError | None, seconds: float, now: datetime) -> None:
+        name = self.source.name
+        st = self.status
+        was_up = st.up
+        st.polls += 1
+        st.last_poll_at = now.timestamp()
+        st.last_outcome = outcome
+        st.up = error is None
+        updates = [
+            Update(Op.INC, "agent_exporter_polls_total", (name, outcome), 1),
+            Update(Op.OBSERVE, "agent_exporter_poll_duration_seconds", (name,), seconds),
+            *self._request_updates(),
+        ]
+        if error is None:
+            st.last_success_at, st.last_error = now.timestamp(), None
+            updates.append(Update(Op.MAX, "agent_exporter_last_successful_poll_timestamp_seconds", (name,),
+                                  now.timestamp()))
+            if not was_up and st.polls > 1:
+                log.info("source is up again", extra={"source": name})
+        else:
+            # Log the change, not every failing poll.
+            if was_up or st.polls == 1 or st.last_error != error.message:
+                log.warning("source is down: %s", error.message, extra={"source": name})
+            st.last_error = error.message
+        self.pipeline.commit(self.source, Batch(), updates)
+        self.pipeline.book.set_live("agent_exporter_source_up", (name,), 1.0 if st.up else 0.0)
+
+
+def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
+    """Every per-source series exists from the first scrape, so rate() and
+    absent() alerts work at once."""
+    zero: list[Update] = []
+    for s in sources:
+        zero += [Update(Op.INC, "agent_exporter_polls_total", (s.name, o), 0) for o in POLL_OUTCOMES]
+        zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
+        pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
+    zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in ("success", "failure", "dropped")]
+    with pipeline.commit_lock:
+        staged = pipeline.book.stage(zero)
+        pipeline.store.write_series(pipeline.book.persisted_form(staged))
+        pipeline.book.publish(staged)
+    pipeline.book.set_live("agent_exporter_outbox_spans", (), float(pipeline.store.outbox_spans()))
+
+
+class Scheduler:
+    """One APScheduler job per source at its interval, with jitter."""
+
+    def __init__(self, jobs: list[SourceJob], intervals: dict[str, float]) -> None:
+        self._jobs = {job.source.name: job for job in jobs}
+        self._scheduler = BackgroundScheduler(timezone=timezone.utc, job_defaults={"misfire_grace_time": None})
+        for job in jobs:
+            interval = intervals[job.source.name]
+            self._scheduler.add_job(
+                job,
+                "interval",
+                seconds=interval,
+                jitter=min(interval * 0.1, 5.0),
+                id=job.source.name,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(timezone.utc),
+            )
+        self._scheduler.add_listener(self._on_skip, EVENT_JOB_MAX_INSTANCES)
+
+    def _on_skip(self, event: JobExecutionEvent) -> None:
+        job = self._jobs.get(event.job_id)
+        if job:
+            job.status.skipped_ticks += 1
+            log.warning("previous poll still running: skipped this tick", extra={"source": event.job_id})
+
+    def start(self) -> None:
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Wait for running polls to finish their current transaction."""
+        self._scheduler.shutdown(wait=True)

@@ -1,0 +1,74 @@
+"""HTTP: /metrics, /healthz, /readyz and /status. Reads snapshots only,
+never a platform, so a scrape is fast whatever the vendors are doing.
+
+/metrics answers in OpenMetrics when the scraper asks for it (that is the
+only format that carries exemplars) and in the classic text format
+otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+log = logging.getLogger(__name__)
+
+StatusFn = Callable[[], dict[str, object]]
+
+
+class ExporterServer:
+    def __init__(self, host: str, port: int, registry: CollectorRegistry, status: StatusFn) -> None:
+        self.registry = registry
+        self.status = status
+        self.ready = threading.Event()
+        self._httpd = ThreadingHTTPServer((host, port), _handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def _handler(server: ExporterServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._reply(200, encoder(server.registry), content_type)
+            elif path == "/healthz":
+                self._reply(200, b"ok\n", "text/plain; charset=utf-8")
+            elif path == "/readyz":
+                ready = server.ready.is_set()
+                self._reply(200 if ready else 503, b"ready\n" if ready else b"starting\n", "text/plain; charset=utf-8")
+            elif path in ("/status", "/"):
+                body = json.dumps(server.status(), indent=2, sort_keys=True).encode() + b"\n"
+                self._reply(200, body, "application/json")
+            else:
+                self._reply(404, b"not found: try /metrics, /status, /healthz, /readyz\n", "text/plain; charset=utf-8")
+
+        def _reply(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (http.server's name)
+            log.debug("http: " + format, *args)
+
+    return Handler

@@ -1,0 +1,186 @@
+"""What a source is, and the helpers every source shares: reading its state,
+following cursors without looping, and parsing fields of untrusted JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
+
+from exporter.model import Batch, OpenRun, Rejected, Run, parse_time
+from exporter.sources.http import BadRecordError, BadResponseError, CursorLoopError, RequestStats
+
+
+class StateView(Protocol):
+    """Read access to the committed state of one source. Reads always see
+    every batch committed so far, including earlier batches of this poll."""
+
+    def open_run(self, run_id: str) -> OpenRun | None: ...
+
+    def open_runs(self) -> Iterator[OpenRun]: ...
+
+    def finished_open_runs(self, limit: int) -> list[OpenRun]: ...
+
+    def is_seen(self, key: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PollContext:
+    checkpoint: Mapping[str, object]  # last committed; empty on the first poll
+    now: datetime  # one clock reading per poll, passed in so sources stay testable
+    state: StateView
+
+
+class Source(Protocol):
+    """One platform reader. `poll` yields batches; the scheduler commits each
+    one (records, open-run changes and checkpoint) in one transaction before
+    asking for the next, so a failure mid-poll keeps what was committed."""
+
+    name: str
+    platform: str
+    base_url: str
+    stats: RequestStats
+
+    def poll(self, ctx: PollContext) -> Iterator[Batch]: ...
+
+    def expire(self, open_run: OpenRun, now: datetime) -> Run:
+        """The open run as an incomplete Run, given up on after max_open_age."""
+        ...
+
+    def probe(self) -> str:
+        """One authenticated request; a one-line description of the result.
+        Raises SourceError on failure (check-config --connect)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CursorGuard:
+    """Ends a pagination loop whose platform hands back a cursor twice."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+        self._seen: set[str] = set()
+
+    def check(self, cursor: str) -> None:
+        if cursor in self._seen:
+            raise CursorLoopError(self._source, "the platform returned a cursor already followed in this poll")
+        self._seen.add(cursor)
+
+
+class Fields:
+    """Typed access to one untrusted JSON object; every failure is a
+    BadRecordError with a bounded reason, naming the record."""
+
+    def __init__(self, source: str, obj: object, record_id: str | None = None) -> None:
+        if not isinstance(obj, dict):
+            raise BadRecordError(source, "bad_type", record_id or "?", "not an object")
+        self.source = source
+        self.obj: dict[str, object] = obj
+        raw_id = obj.get("id")
+        self.record_id = record_id or (str(raw_id) if isinstance(raw_id, (str, int)) else "?")
+
+    def _missing(self, key: str) -> BadRecordError:
+        return BadRecordError(self.source, "missing_field", self.record_id, key)
+
+    def _bad(self, key: str, reason: str = "bad_type") -> BadRecordError:
+        return BadRecordError(self.source, reason, self.record_id, key)
+
+    def str(self, key: str) -> str:
+        value = self.obj.get(key)
+        if value is None or value == "":
+            raise self._missing(key)
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise self._bad(key)
+        return str(value)
+
+    def opt_str(self, key: str) -> str | None:
+        value = self.obj.get(key)
+        if value is None or value == "":
+            return None
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise self._bad(key)
+
+    def time(self, key: str) -> datetime:
+        value = self.obj.get(key)
+        if value is None:
+            raise self._missing(key)
+        try:
+            return parse_time(value)
+        except ValueError:
+            raise self._bad(key, "bad_timestamp") from None
+
+    def opt_time(self, key: str) -> datetime | None:
+        return None if self.obj.get(key) is None else self.time(key)
+
+    def opt_int(self, key: str) -> int | None:
+        value = self.obj.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise self._bad(key)
+        return int(value)
+
+    def opt_bool(self, key: str) -> bool | None:
+        value = self.obj.get(key)
+        if value is None or isinstance(value, bool):
+            return value
+        raise self._bad(key)
+
+    def opt_decimal(self, key: str) -> Decimal | None:
+        value = self.obj.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self._bad(key)
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation:
+            raise self._bad(key, "bad_value") from None
+        if not result.is_finite() or result < 0:
+            raise self._bad(key, "bad_value")
+        return result
+
+    def opt_obj(self, key: str) -> dict[str, object] | None:
+        value = self.obj.get(key)
+        if value is None or isinstance(value, dict):
+            return value
+        raise self._bad(key)
+
+    def opt_list(self, key: str) -> list[object]:
+        value = self.obj.get(key)
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return value
+        raise self._bad(key)
+
+
+def envelope(source: str, body: object, *path: str) -> object:
+    """Walk the documented envelope of a response; a missing level means the
+    response is not what the platform documents (BadResponseError)."""
+    node = body
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            raise BadResponseError(source, f"response has no '{'.'.join(path)}'")
+        node = node[key]
+    return node
+
+
+def parse_each(
+    source: str, items: object, parse: Callable[[object], T], batch: Batch, kind: str
+) -> Iterator[T]:
+    """Parse a page's items, rejecting (counting and skipping) the bad ones."""
+    if not isinstance(items, list):
+        raise BadResponseError(source, "page items are not a list")
+    for item in items:
+        batch.records[kind] = batch.records.get(kind, 0) + 1
+        try:
+            yield parse(item)
+        except BadRecordError as err:
+            batch.rejected.append(Rejected(reason=err.reason, record_id=err.record_id, detail=err.message))

@@ -1,0 +1,239 @@
+"""The one HTTP client every source uses, and the one place platform errors
+are mapped onto our taxonomy.
+
+Retries 5xx, timeouts, connection resets and 429 (honouring Retry-After in
+both forms) with jittered backoff; 401/403 raise AuthError at once; a body
+that is not JSON raises BadResponseError after the same retries (HTML with
+200 and truncated bodies are usually passing faults of a proxy).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import cast
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+JSONValue = object  # parsed JSON: dict | list | str | int | float | bool | None
+
+MAX_RETRY_AFTER = 60.0  # a longer wait fails the poll instead of stalling it
+
+
+class SourceError(Exception):
+    """Text never holds a header, token or secret query parameter."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message
+
+
+class RetryableError(SourceError):
+    """5xx, 429, timeouts, resets: the poll failed, try again next interval."""
+
+    def __init__(self, source: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(source, message)
+        self.retry_after = retry_after
+
+
+class AuthError(SourceError):
+    """401/403: the source is down until its key works again."""
+
+
+class BadResponseError(SourceError):
+    """Not the documented JSON: fail the poll, keep the checkpoint.
+    `status` is set for a 4xx answer, which retrying cannot fix."""
+
+    def __init__(self, source: str, message: str, status: int | None = None) -> None:
+        super().__init__(source, message)
+        self.status = status
+
+
+class BadRecordError(SourceError):
+    """One record that does not parse: counted, logged by id, skipped."""
+
+    def __init__(self, source: str, reason: str, record_id: str, detail: str = "") -> None:
+        super().__init__(source, f"record {record_id}: {reason} {detail}".strip())
+        self.reason = reason
+        self.record_id = record_id
+
+
+class CursorLoopError(BadResponseError):
+    """The platform handed back a cursor already followed in this poll."""
+
+
+@dataclass(slots=True)
+class RequestStats:
+    """Per-source request counters, drained into each poll's commit."""
+
+    codes: dict[str, int] = field(default_factory=dict)
+    rate_limited: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def count(self, code: str) -> None:
+        with self._lock:
+            self.codes[code] = self.codes.get(code, 0) + 1
+            if code == "429":
+                self.rate_limited += 1
+
+    def drain(self) -> tuple[dict[str, int], int]:
+        with self._lock:
+            codes, limited = self.codes, self.rate_limited
+            self.codes, self.rate_limited = {}, 0
+        return codes, limited
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class RequestBudget:
+    """Token bucket for max_requests_per_minute; waits rather than fails."""
+
+    def __init__(self, per_minute: int | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = per_minute / 60.0 if per_minute else None
+        self._capacity = float(per_minute or 0)
+        self._tokens = self._capacity
+        self._clock = clock
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def wait_time(self) -> float:
+        """Take a token; return how long the caller must wait first."""
+        if self._rate is None:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
+            self._last = now
+            self._tokens -= 1.0
+            return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
+
+
+class ApiClient:
+    """A long-lived httpx client for one source."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float,
+        max_requests_per_minute: int | None = None,
+        retries: int = 3,
+        backoff: float = 0.5,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.stats = RequestStats()
+        self._retries = retries
+        self._backoff = backoff
+        self._budget = RequestBudget(max_requests_per_minute)
+        self._stop = stop or threading.Event()
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers=dict(headers),  # auth built once; never logged
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            transport=transport or httpx.HTTPTransport(retries=1),
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def get_json(self, path: str, params: Mapping[str, object] | None = None) -> JSONValue:
+        """GET and parse JSON, retrying what is worth retrying. The error text
+        names the path only: query values may carry ids but never secrets, and
+        headers are never included."""
+        last: SourceError | None = None
+        for attempt in range(self._retries + 1):
+            if attempt:
+                self._pause(self._delay(attempt, last))
+            self._pause(self._budget.wait_time())
+            try:
+                return self._get_once(path, params)
+            except (RetryableError, BadResponseError) as err:
+                if isinstance(err, BadResponseError) and err.status is not None:
+                    raise
+                if isinstance(err, RetryableError) and (err.retry_after or 0) > MAX_RETRY_AFTER:
+                    raise
+                last = err
+                log.debug("retrying %s after: %s", path, err.message, extra={"source": self.source})
+        assert last is not None
+        raise last
+
+    def _delay(self, attempt: int, last: SourceError | None) -> float:
+        if isinstance(last, RetryableError) and last.retry_after is not None:
+            return last.retry_after
+        return self._backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0 and self._stop.wait(seconds):
+            raise RetryableError(self.source, "stopping")
+
+    def _get_once(self, path: str, params: Mapping[str, object] | None) -> JSONValue:
+        try:
+            response = self._client.get(path, params=cast(dict[str, str], _clean(params)))
+        except httpx.TimeoutException:
+            self.stats.count("timeout")
+            raise RetryableError(self.source, f"GET {path}: timed out") from None
+        except httpx.TransportError as err:
+            self.stats.count("error")
+            raise RetryableError(self.source, f"GET {path}: {type(err).__name__}") from None
+        code = response.status_code
+        self.stats.count(str(code))
+        if code in (401, 403):
+            raise AuthError(self.source, f"GET {path}: HTTP {code} (check the source's credentials)")
+        if code == 429:
+            wait = parse_retry_after(response.headers.get("retry-after"), time.time())
+            raise RetryableError(self.source, f"GET {path}: HTTP 429 rate limited", retry_after=wait)
+        if code >= 500:
+            raise RetryableError(self.source, f"GET {path}: HTTP {code}")
+        if code >= 400:
+            raise BadResponseError(self.source, f"GET {path}: HTTP {code}: {_error_text(response)}", status=code)
+        try:
+            return cast(JSONValue, json.loads(response.content))
+        except ValueError:
+            kind = response.headers.get("content-type", "unknown content type").split(";")[0]
+            raise BadResponseError(
+                self.source, f"GET {path}: HTTP {code} body is not JSON ({kind}, {len(response.content)} bytes)"
+            ) from None
+
+
+def _clean(params: Mapping[str, object] | None) -> dict[str, object]:
+    return {k: v for k, v in (params or {}).items() if v is not None}
+
+
+def _error_text(response: httpx.Response) -> str:
+    """The platform's own error message, short; platforms' error bodies
+    are {"error": {"message"}} or {"message"}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "(no JSON error body)"
+    message: object = None
+    if isinstance(body, dict):
+        err = body.get("error")
+        message = err.get("message") if isinstance(err, dict) else body.get("message")
+    return str(message)[:200] if message else "(no message)"

@@ -1,0 +1,338 @@
+"""runtools: the organisation-wide activity feed, GET /v1/activity.
+
+Reading strategy (API_NOTES "runtools"): the order of events in a page is
+undocumented, so the feed is read in time windows [since, until) that do not
+move under the reader. Every page of a window is read, events are
+de-duplicated by id, and the watermark moves to `until` only once the whole
+window is read. Each window starts `lookback` before the watermark so events
+published late are still seen. Runs are assembled from events sharing
+`agentRunId`; a run is complete once its terminal event has arrived and the
+window holding it has been read to its end (its tool-call events may sit on
+any page of that window).
+
+Checkpoint: {"watermark": iso, "window": {"since", "until", "cursor",
+"complete"}}; "window" is present only while a window is part-read, so a
+restart resumes from the last committed page.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import cast
+
+import httpx
+
+from exporter.config import SourceConfig
+from exporter.model import (
+    ActivityEvent,
+    Batch,
+    OpenRun,
+    Run,
+    RunStatus,
+    Severity,
+    ToolCall,
+    ToolStatus,
+    format_time,
+    parse_enum,
+    parse_time,
+)
+from exporter.sources.base import CursorGuard, Fields, PollContext, envelope, parse_each
+from exporter.sources.http import ApiClient
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "runtools"
+PATH = "/v1/activity"
+FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
+
+# Reference reading of API_NOTES (Decisions, runtools): in one place.
+RUN_STARTED = "agent.run.started"
+RUN_OUTCOMES = {
+    "completed": RunStatus.SUCCEEDED,
+    "failed": RunStatus.FAILED,
+    "cancelled": RunStatus.CANCELLED,
+    "timed_out": RunStatus.TIMED_OUT,
+}
+TOOL_PREFIX = "tool.call."
+TOOL_OUTCOMES = {"completed": ToolStatus.SUCCEEDED, "failed": ToolStatus.FAILED, "started": ToolStatus.RUNNING}
+EVENT_STATUSES = frozenset(
+    {"started", "completed", "failed", "cancelled", "timed_out", "added", "created", "updated", "deleted",
+     "removed", "running", "succeeded", "stopped", "pending"}
+)
+RESOURCE_TYPES = frozenset(
+    {"sandbox", "agent", "workspace", "thread", "tool", "installable_agent_install", "runmesh_device",
+     "code_execution"}
+)
+
+# Compact event as kept in an open run's working state (JSON list).
+E_ID, E_TYPE, E_AT, E_SEV, E_STATUS, E_RTYPE, E_RID, E_TOOL, E_TITLE, E_SUMMARY, E_THREAD, E_RUN = range(12)
+
+
+def parse_event(source: str, item: object) -> list[object]:
+    """One feed event -> compact list; raises BadRecordError."""
+    f = Fields(source, item)
+    event_id = f.str("id")
+    occurred = f.time("occurredAt")
+    return [
+        event_id,
+        f.opt_str("eventType") or "unknown",
+        occurred.isoformat(),
+        f.opt_str("severity"),
+        f.opt_str("status"),
+        f.opt_str("resourceType"),
+        f.opt_str("resourceId"),
+        f.opt_str("toolSlug"),
+        f.opt_str("title"),
+        f.opt_str("summary"),
+        f.opt_str("threadId"),
+        f.opt_str("agentRunId"),
+    ]
+
+
+def counted_event(ev: list[object]) -> ActivityEvent:
+    rtype = cast(str | None, ev[E_RTYPE])
+    status = cast(str | None, ev[E_STATUS])
+    return ActivityEvent(
+        id=cast(str, ev[E_ID]),
+        name=cast(str, ev[E_TYPE]),
+        time=parse_time(ev[E_AT]),
+        category=rtype if rtype in RESOURCE_TYPES else "unknown",
+        severity=parse_enum(Severity, ev[E_SEV], Severity.UNKNOWN),
+        status=status if status in EVENT_STATUSES else "unknown",
+    )
+
+
+class RuntoolsSource:
+    def __init__(
+        self,
+        config: SourceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.name = config.name
+        self.platform = PLATFORM
+        self.base_url = config.base_url
+        opts = config.options
+        self._filters = {str(k): str(v) for k, v in cast(dict[str, object], opts.get("filters") or {}).items()}
+        self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
+        self._page_size = int(cast(int, opts.get("page_size", 200)))
+        self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
+        self._start_from = timedelta(seconds=config.start_from)
+        headers = {**config.headers, "X-API-Key": config.secret or "", "Accept": "application/json"}
+        self._client = ApiClient(
+            source=config.name,
+            base_url=config.base_url,
+            headers=headers,
+            timeout=config.timeout,
+            max_requests_per_minute=config.max_requests_per_minute,
+            transport=transport,
+            stop=stop,
+        )
+        self.stats = self._client.stats
+
+    def close(self) -> None:
+        self._client.close()
+
+    def probe(self) -> str:
+        body = self._client.get_json(PATH, {"limit": 1})
+        events = envelope(self.name, body, "data", "events")
+        return f"ok: GET {PATH} returned {len(events) if isinstance(events, list) else 0} event(s)"
+
+    # -- polling -----------------------------------------------------------
+
+    def poll(self, ctx: PollContext) -> Iterator[Batch]:
+        checkpoint = dict(ctx.checkpoint)
+        watermark = _time_or(checkpoint.get("watermark"), ctx.now - self._start_from)
+        window = cast(dict[str, object] | None, checkpoint.get("window"))
+        while True:
+            if window is None:
+                since = watermark - self._lookback
+                until = min(ctx.now, watermark + self._max_window)
+                window = {"since": since.isoformat(), "until": until.isoformat(), "cursor": None, "complete": False}
+            if not window.get("complete"):
+                yield from self._read_window(ctx, window, watermark)
+            until = parse_time(window["until"])
+            yield from self._finalize(ctx, until)
+            watermark, window = until, None
+            if until >= ctx.now:
+                return
+
+    def _read_window(self, ctx: PollContext, window: dict[str, object], watermark: datetime) -> Iterator[Batch]:
+        guard = CursorGuard(self.name)
+        cursor = cast(str | None, window.get("cursor"))
+        while True:
+            params: dict[str, object] = {
+                **self._filters,
+                "since": format_time(parse_time(window["since"])),
+                "until": format_time(parse_time(window["until"])),
+                "limit": self._page_size,
+                "cursor": cursor,
+            }
+            if cursor:
+                guard.check(cursor)
+            body = self._client.get_json(PATH, params)
+            events = envelope(self.name, body, "data", "events")
+            meta = envelope(self.name, body, "meta")
+            has_more = isinstance(meta, dict) and bool(meta.get("hasMore"))
+            next_cursor = meta.get("nextCursor") if isinstance(meta, dict) else None
+            if has_more and not isinstance(next_cursor, str):
+                has_more = False  # hasMore without a cursor: nothing more can be asked for
+            batch = Batch()
+            self._ingest(ctx, batch, events)
+            cursor = cast(str, next_cursor) if has_more else None
+            window = {**window, "cursor": cursor, "complete": not has_more}
+            batch.checkpoint = {"watermark": watermark.isoformat(), "window": window}
+            yield batch
+            if not has_more:
+                return
+
+    def _ingest(self, ctx: PollContext, batch: Batch, items: object) -> None:
+        for ev in parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event"):
+            key = f"ev:{ev[E_ID]}"
+            if key in batch.seen_add or ctx.state.is_seen(key):
+                continue  # a re-read (overlap, repeated page): changes nothing
+            at = parse_time(ev[E_AT])
+            batch.seen_add[key] = at.timestamp()
+            batch.events.append(counted_event(ev))
+            run_id = cast(str | None, ev[E_RUN])
+            if run_id and not ctx.state.is_seen(f"run:{run_id}"):
+                self._add_to_run(ctx, batch, run_id, ev)
+
+    def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, ev: list[object]) -> None:
+        current = batch.open_upserts.get(run_id) or ctx.state.open_run(run_id)
+        data: dict[str, object] = dict(current.data) if current else {"events": []}
+        events = list(cast(list[object], data["events"]))
+        events.append(ev)
+        data["events"] = events
+        agent = current.agent if current else "unknown"
+        etype = cast(str, ev[E_TYPE])
+        if ev[E_RTYPE] == "agent" and ev[E_RID]:
+            agent = cast(str, ev[E_RID])
+        finished = bool(current and current.finished) or _outcome(etype) is not None
+        batch.open_upserts[run_id] = OpenRun(
+            run_id=run_id,
+            agent=agent,
+            opened_at=current.opened_at if current else ctx.now.timestamp(),
+            data=data,
+            finished=finished,
+        )
+
+    def _finalize(self, ctx: PollContext, until: datetime) -> Iterator[Batch]:
+        """Emit every run whose terminal event has arrived, in chunks."""
+        while True:
+            ready = ctx.state.finished_open_runs(FINALIZE_CHUNK)
+            batch = Batch()
+            for open_run in ready:
+                run = self._build_run(open_run, None)
+                batch.runs.append(run)
+                batch.open_deletes.add(open_run.run_id)
+                batch.seen_add[f"run:{open_run.run_id}"] = (run.ended_at or run.started_at).timestamp()
+            last = len(ready) < FINALIZE_CHUNK
+            if last:
+                batch.checkpoint = {"watermark": until.isoformat()}
+                batch.caught_up_to = until
+                batch.seen_prune_before = (until - 2 * self._lookback - timedelta(minutes=5)).timestamp()
+            yield batch
+            if last:
+                return
+
+    def expire(self, open_run: OpenRun, now: datetime) -> Run:
+        return self._build_run(open_run, RunStatus.INCOMPLETE)
+
+    def _build_run(self, open_run: OpenRun, forced: RunStatus | None) -> Run:
+        events = sorted(cast(list[list[object]], open_run.data["events"]), key=lambda e: parse_time(e[E_AT]))
+        start = end = None
+        status, raw_status = RunStatus.RUNNING, "running"
+        error_message = None
+        thread = None
+        span_events: list[ActivityEvent] = []
+        tools: dict[str, dict[str, object]] = {}
+        for ev in events:
+            etype, at = cast(str, ev[E_TYPE]), parse_time(ev[E_AT])
+            thread = thread or cast(str | None, ev[E_THREAD])
+            if etype == RUN_STARTED:
+                start = at
+            elif (outcome := _outcome(etype)) is not None:
+                end, status, raw_status = at, outcome, etype.rsplit(".", 1)[1]
+                if outcome in (RunStatus.FAILED, RunStatus.TIMED_OUT):
+                    error_message = cast(str | None, ev[E_SUMMARY] or ev[E_TITLE])
+            elif etype.startswith(TOOL_PREFIX) and ev[E_RID]:
+                _add_tool_event(tools, ev, etype, at)
+                continue
+            span_events.append(_span_event(ev, at))
+        start = start or parse_time(events[0][E_AT])
+        if forced is not None:
+            status, raw_status, end = forced, "incomplete", None
+        return Run(
+            source=self.name,
+            platform=PLATFORM,
+            base_url=self.base_url,
+            run_id=open_run.run_id,
+            agent_id=open_run.agent,
+            agent_name=open_run.agent,
+            status=status,
+            raw_status=raw_status,
+            started_at=start,
+            ended_at=end,
+            conversation_id=thread,
+            error_type=status.value if status in (RunStatus.FAILED, RunStatus.TIMED_OUT) else None,
+            error_message=error_message,
+            tool_calls=tuple(_tool_call(call_id, t) for call_id, t in tools.items()),
+            events=tuple(span_events),
+        )
+
+
+def _outcome(event_type: str) -> RunStatus | None:
+    if event_type.startswith("agent.run."):
+        return RUN_OUTCOMES.get(event_type[len("agent.run.") :])
+    return None
+
+
+def _span_event(ev: list[object], at: datetime) -> ActivityEvent:
+    attrs = tuple(
+        (name, cast(str, ev[i]))
+        for name, i in (
+            ("agent_activity.event.id", E_ID),
+            ("agent_activity.event.severity", E_SEV),
+            ("agent_activity.event.status", E_STATUS),
+            ("agent_activity.event.resource_type", E_RTYPE),
+            ("agent_activity.event.resource_id", E_RID),
+            ("agent_activity.event.title", E_TITLE),
+        )
+        if ev[i] is not None
+    )
+    return ActivityEvent(id=cast(str, ev[E_ID]), name=cast(str, ev[E_TYPE]), time=at, attributes=attrs)
+
+
+def _add_tool_event(tools: dict[str, dict[str, object]], ev: list[object], etype: str, at: datetime) -> None:
+    call = tools.setdefault(cast(str, ev[E_RID]), {"name": ev[E_TOOL], "start": None, "end": None, "status": None})
+    call["name"] = call["name"] or ev[E_TOOL]
+    phase = etype[len(TOOL_PREFIX) :]
+    status = TOOL_OUTCOMES.get(phase, ToolStatus.UNKNOWN)
+    if status is ToolStatus.RUNNING:
+        call["start"] = at
+        return
+    call["end"], call["status"] = at, status
+    if status is ToolStatus.FAILED:
+        call["error"] = ev[E_SUMMARY] or ev[E_TITLE]
+
+
+def _tool_call(call_id: str, t: dict[str, object]) -> ToolCall:
+    start = cast(datetime | None, t["start"]) or cast(datetime, t["end"])
+    return ToolCall(
+        id=call_id,
+        name=cast(str | None, t["name"]) or "unknown",
+        started_at=start,
+        ended_at=cast(datetime | None, t["end"]),
+        status=cast(ToolStatus | None, t["status"]) or ToolStatus.UNKNOWN,
+        error_message=cast(str | None, t.get("error")),
+    )
+
+
+def _time_or(value: object, default: datetime) -> datetime:
+    return parse_time(value) if isinstance(value, str) else default
+

@@ -1,0 +1,286 @@
+"""The SQLite store: checkpoints, open runs, dedup keys, metric series and the
+span outbox. All SQL lives here. A poll's batch is written in one
+transaction, so a crash leaves either all of it or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.model import Batch, OpenRun
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoints(source TEXT PRIMARY KEY, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS open_runs(
+    source TEXT NOT NULL, run_id TEXT NOT NULL, agent TEXT NOT NULL, opened_at REAL NOT NULL,
+    finished INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY(source, run_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS open_runs_finished ON open_runs(source, finished);
+CREATE INDEX IF NOT EXISTS open_runs_age ON open_runs(source, opened_at);
+CREATE TABLE IF NOT EXISTS seen(
+    source TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(source, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen(source, at);
+CREATE TABLE IF NOT EXISTS series(
+    name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,
+    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+"""
+
+SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
+
+
+class StateError(Exception):
+    """The state file cannot be used; the message says how to recover."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    id: int
+    source: str
+    spans: int
+    payload: bytes
+    attempts: int
+
+
+class StateStore:
+    """One connection shared by the scheduler's threads and the outbox drain,
+    serialised by a lock: SQLite has one writer anyway, and each transaction
+    is short."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.RLock()
+        try:
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            self._db.execute("PRAGMA busy_timeout=5000")
+            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
+            if ok != "ok":
+                raise sqlite3.DatabaseError(ok)
+            self._db.executescript(SCHEMA)
+            self._check_version()
+        except sqlite3.DatabaseError as err:
+            raise StateError(
+                f"state file {self.path} is unreadable or corrupt ({err}). Keep it for inspection, then move it "
+                "aside and start again: the exporter re-reads `start_from` of history and counters restart at 0"
+            ) from err
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {row[0]}, this exporter reads {SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- reads -------------------------------------------------------------
+
+    def checkpoint(self, source: str) -> dict[str, object]:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM checkpoints WHERE source=?", (source,)).fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def open_run(self, source: str, run_id: str) -> OpenRun | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id=?",
+                (source, run_id),
+            ).fetchone()
+        return _open_run(row) if row else None
+
+    def open_runs(self, source: str, chunk: int = 500) -> Iterator[OpenRun]:
+        """All open runs of a source, read in chunks so memory stays flat."""
+        after = ""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT run_id, agent, opened_at, finished, data FROM open_runs"
+                    " WHERE source=? AND run_id>? ORDER BY run_id LIMIT ?",
+                    (source, after, chunk),
+                ).fetchall()
+            yield from (_open_run(r) for r in rows)
+            if len(rows) < chunk:
+                return
+            after = rows[-1][0]
+
+    def finished_open_runs(self, source: str, limit: int) -> list[OpenRun]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, agent, opened_at, finished, data FROM open_runs"
+                " WHERE source=? AND finished=1 LIMIT ?",
+                (source, limit),
+            ).fetchall()
+        return [_open_run(r) for r in rows]
+
+    def stale_open_runs(self, source: str, opened_before: float, limit: int) -> list[OpenRun]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT run_id, agent, opened_at, finished, data FROM open_runs"
+                " WHERE source=? AND opened_at<? ORDER BY opened_at LIMIT ?",
+                (source, opened_before, limit),
+            ).fetchall()
+        return [_open_run(r) for r in rows]
+
+    def open_run_counts(self, source: str) -> dict[str, int]:
+        """Open (unfinished at the platform) runs per agent."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT agent, count(*) FROM open_runs WHERE source=? AND finished=0 GROUP BY agent", (source,)
+            ).fetchall()
+        return {agent: n for agent, n in rows}
+
+    def is_seen(self, source: str, key: str) -> bool:
+        with self._lock:
+            return (
+                self._db.execute("SELECT 1 FROM seen WHERE source=? AND key=?", (source, key)).fetchone()
+                is not None
+            )
+
+    def series(self) -> dict[SeriesKey, object]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, labels, value FROM series").fetchall()
+        return {(name, tuple(json.loads(labels))): json.loads(value) for name, labels, value in rows}
+
+    # -- the poll transaction ------------------------------------------------
+
+    def commit(
+        self,
+        source: str,
+        batch: Batch,
+        outbox: Iterable[tuple[int, bytes]],
+        series: Mapping[SeriesKey, object],
+        outbox_bound: int,
+    ) -> int:
+        """Write one batch: open-run changes, dedup keys, checkpoint, spans
+        and absolute metric values, all or nothing. Returns how many spans
+        were dropped from the outbox to keep it within `outbox_bound`."""
+        with self._lock, self._transaction() as db:
+            if batch.open_deletes:
+                db.executemany(
+                    "DELETE FROM open_runs WHERE source=? AND run_id=?", ((source, r) for r in batch.open_deletes)
+                )
+            if batch.open_upserts:
+                db.executemany(
+                    "INSERT OR REPLACE INTO open_runs VALUES(?,?,?,?,?,?)",
+                    (
+                        (source, o.run_id, o.agent, o.opened_at, int(o.finished), json.dumps(o.data))
+                        for o in batch.open_upserts.values()
+                        if o.run_id not in batch.open_deletes
+                    ),
+                )
+            if batch.seen_add:
+                db.executemany(
+                    "INSERT OR IGNORE INTO seen VALUES(?,?,?)", ((source, k, at) for k, at in batch.seen_add.items())
+                )
+            if batch.seen_prune_before is not None:
+                db.execute("DELETE FROM seen WHERE source=? AND at<?", (source, batch.seen_prune_before))
+            if batch.checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO checkpoints VALUES(?,?)", (source, json.dumps(batch.checkpoint)))
+            db.executemany("INSERT INTO outbox(source, spans, payload) VALUES(?,?,?)", ((source, n, p) for n, p in outbox))
+            self._write_series(db, series)
+            return self._trim_outbox(db, outbox_bound)
+
+    def write_series(self, series: Mapping[SeriesKey, object]) -> None:
+        with self._lock, self._transaction() as db:
+            self._write_series(db, series)
+
+    @staticmethod
+    def _write_series(db: sqlite3.Connection, series: Mapping[SeriesKey, object]) -> None:
+        if series:
+            db.executemany(
+                "INSERT OR REPLACE INTO series VALUES(?,?,?)",
+                ((name, json.dumps(labels), json.dumps(value)) for (name, labels), value in series.items()),
+            )
+
+    # -- outbox ------------------------------------------------------------
+
+    def outbox_take(self, max_spans: int) -> list[OutboxRow]:
+        """The oldest rows, up to max_spans spans (at least one row)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, source, spans, payload, attempts FROM outbox ORDER BY id LIMIT ?", (max_spans,)
+            ).fetchall()
+        taken: list[OutboxRow] = []
+        total = 0
+        for row in rows:
+            if taken and total + row[2] > max_spans:
+                break
+            taken.append(OutboxRow(*row))
+            total += row[2]
+        return taken
+
+    def outbox_done(self, ids: list[int], series: Mapping[SeriesKey, object]) -> None:
+        """Delete delivered (or given-up) rows and record the counters, together."""
+        with self._lock, self._transaction() as db:
+            db.executemany("DELETE FROM outbox WHERE id=?", ((i,) for i in ids))
+            self._write_series(db, series)
+
+    def outbox_failed(self, ids: list[int]) -> None:
+        with self._lock, self._transaction() as db:
+            db.executemany("UPDATE outbox SET attempts=attempts+1 WHERE id=?", ((i,) for i in ids))
+
+    def outbox_spans(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
+
+    def _trim_outbox(self, db: sqlite3.Connection, bound: int) -> int:
+        total = int(db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
+        dropped = 0
+        while total > bound:
+            row = db.execute("SELECT id, spans FROM outbox ORDER BY id LIMIT 1").fetchone()
+            db.execute("DELETE FROM outbox WHERE id=?", (row[0],))
+            total -= row[1]
+            dropped += row[1]
+        return dropped
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._db.execute("BEGIN IMMEDIATE")
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _open_run(row: tuple[str, str, float, int, str]) -> OpenRun:
+    return OpenRun(run_id=row[0], agent=row[1], opened_at=row[2], finished=bool(row[3]), data=json.loads(row[4]))
+
+
+class SourceStateView:
+    """The read-only view a source gets of its own committed state."""
+
+    def __init__(self, store: StateStore, source: str) -> None:
+        self._store = store
+        self._source = source
+
+    def open_run(self, run_id: str) -> OpenRun | None:
+        return self._store.open_run(self._source, run_id)
+
+    def open_runs(self) -> Iterator[OpenRun]:
+        return self._store.open_runs(self._source)
+
+    def finished_open_runs(self, limit: int) -> list[OpenRun]:
+        return self._store.finished_open_runs(self._source, limit)
+
+    def is_seen(self, key: str) -> bool:
+        return self._store.is_seen(self._source, key)

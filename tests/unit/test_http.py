@@ -1,0 +1,103 @@
+"""The shared platform client: retries, Retry-After, taxonomy, budget."""
+
+from __future__ import annotations
+
+import threading
+from email.utils import format_datetime
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import pytest
+
+from exporter.sources.http import (
+    ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError, parse_retry_after,
+)
+
+
+class Recorder(threading.Event):
+    """A stop event whose waits return at once but are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return False
+
+
+def client(responses: list[httpx.Response], stop: Recorder | None = None, retries: int = 3) -> ApiClient:
+    queue = list(responses)
+    return ApiClient(source="feed", base_url="http://x", headers={"X-API-Key": "k3y-secret"}, timeout=1.0,
+                     retries=retries, transport=httpx.MockTransport(lambda r: queue.pop(0)), stop=stop or Recorder())
+
+
+def test_retry_after_both_forms() -> None:
+    now = datetime(2026, 5, 10, tzinfo=timezone.utc)
+    assert parse_retry_after("7", now.timestamp()) == 7.0
+    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after(date, now.timestamp()) == pytest.approx(30.0)
+    assert parse_retry_after("soon", now.timestamp()) is None
+
+
+def test_429_waits_as_told_then_succeeds() -> None:
+    stop = Recorder()
+    c = client([httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json={"ok": 1})], stop)
+    assert c.get_json("/v1/activity") == {"ok": 1}
+    assert 3.0 in stop.waits
+    assert c.stats.drain() == ({"429": 1, "200": 1}, 1)
+
+
+def test_5xx_and_garbage_are_retried_then_fail() -> None:
+    c = client([httpx.Response(503), httpx.Response(200, text="<html>"), httpx.Response(500), httpx.Response(502)])
+    with pytest.raises(RetryableError, match="HTTP 502"):
+        c.get_json("/v1/activity")
+
+
+def test_garbage_that_persists_is_a_bad_response() -> None:
+    c = client([httpx.Response(200, text="<html>")] * 4)
+    with pytest.raises(BadResponseError, match="not JSON"):
+        c.get_json("/v1/activity")
+
+
+def test_auth_errors_are_not_retried_and_name_no_secret() -> None:
+    c = client([httpx.Response(401, json={"error": {"message": "nope"}})])
+    with pytest.raises(AuthError) as err:
+        c.get_json("/v1/activity")
+    assert "k3y-secret" not in str(err.value)
+
+
+def test_other_4xx_is_a_bad_response_with_the_platform_message() -> None:
+    c = client([httpx.Response(400, json={"error": {"code": "bad", "message": "limit must be <= 200"}})])
+    with pytest.raises(BadResponseError, match="limit must be <= 200"):
+        c.get_json("/v1/activity")
+
+
+def test_very_long_retry_after_fails_the_poll_instead_of_stalling() -> None:
+    c = client([httpx.Response(429, headers={"Retry-After": "3600"})])
+    with pytest.raises(RetryableError) as err:
+        c.get_json("/v1/activity")
+    assert err.value.retry_after == 3600.0
+
+
+def test_timeouts_are_counted_and_retried() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json=[])
+
+    c = ApiClient(source="feed", base_url="http://x", headers={}, timeout=1.0,
+                  transport=httpx.MockTransport(handler), stop=Recorder())
+    assert c.get_json("/p") == []
+    assert c.stats.drain()[0] == {"timeout": 1, "200": 1}
+
+
+def test_budget_spaces_requests() -> None:
+    now = [0.0]
+    budget = RequestBudget(60, clock=lambda: now[0])  # one a second, burst of 60
+    waits = [budget.wait_time() for _ in range(61)]
+    assert waits[:60] == [0.0] * 60 and waits[60] == pytest.approx(1.0)
+    assert RequestBudget(None).wait_time() == 0.0

@@ -1,0 +1,250 @@
+"""runtools source: parsing, windows, run assembly, dedup, failures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exporter.model import Run, RunStatus, Severity, ToolStatus
+from exporter.sources.base import PollContext
+from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
+from exporter.sources.runtools import RuntoolsSource
+from exporter.state.store import SourceStateView, StateStore
+from tests.conftest import seed_json_blocks, source_config
+
+T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def ev(i: int, seconds: float, event_type: str, run: str | None = "run_1", **extra: object) -> dict[str, object]:
+    rtype, rid = ("tool", extra.pop("call", "tc1")) if event_type.startswith("tool.") else ("agent", "triage")
+    body: dict[str, object] = {
+        "id": f"act_{i}", "resourceType": rtype, "resourceId": rid, "eventType": event_type,
+        "severity": "error" if event_type.endswith("failed") else "info", "status": event_type.rsplit(".", 1)[1],
+        "title": event_type, "summary": f"summary of {event_type}", "threadId": "thr_1",
+        "occurredAt": (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z"),
+    }
+    if run:
+        body["agentRunId"] = run
+    body.update(extra)
+    return body
+
+
+class Feed:
+    """A runtools API over a list of events: since/until filter, pages in
+    reverse order (order is undocumented), cursor = offset."""
+
+    def __init__(self, events: list[dict[str, object]], page: int = 2) -> None:
+        self.events = events
+        self.page = page
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        q = request.url.params
+        since, until = datetime.fromisoformat(q["since"]), datetime.fromisoformat(q["until"])
+        visible = [e for e in reversed(self.events)
+                   if since <= datetime.fromisoformat(str(e["occurredAt"])) < until]
+        offset = int(q.get("cursor") or 0)
+        chunk = visible[offset: offset + self.page]
+        more = offset + self.page < len(visible)
+        return httpx.Response(200, json={"data": {"events": chunk},
+                                         "meta": {"hasMore": more, "nextCursor": str(offset + self.page) if more else None}})
+
+
+class Harness:
+    """A source over a real SQLite store on disk; each poll commits batches
+    as the scheduler does."""
+
+    def __init__(self, tmp_path: Path, handler: Handler, **options: object) -> None:
+        self.store = StateStore(tmp_path / "state.db")
+        self.source = RuntoolsSource(source_config(**options), transport=httpx.MockTransport(handler))
+        self.runs: list[Run] = []
+        self.events = 0
+        self.rejected: list[str] = []
+
+    def poll(self, now: datetime, stop_after: int | None = None) -> None:
+        ctx = PollContext(checkpoint=self.store.checkpoint("feed"), now=now, state=SourceStateView(self.store, "feed"))
+        for n, batch in enumerate(self.source.poll(ctx)):
+            self.store.commit("feed", batch, [], {}, 1000)
+            self.runs += batch.runs
+            self.events += len(batch.events)
+            self.rejected += [r.reason for r in batch.rejected]
+            if stop_after is not None and n + 1 >= stop_after:
+                return  # as if the process died after this commit
+
+
+def test_seed_example_parses_and_counts(tmp_path: Path) -> None:
+    pages = seed_json_blocks("000")
+    assert pages, "the runtools seed page has JSON examples"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=pages[0])
+
+    h = Harness(tmp_path, handler)
+    h.poll(datetime(2026, 5, 10, 12, 30, tzinfo=timezone.utc))
+    assert h.rejected == []
+    assert h.events == 1  # the example event counted once
+    # Its run ended (agent.run.completed) and is exported, though its start is older than the window.
+    assert [(r.run_id, r.status, r.conversation_id) for r in h.runs] == [("run_abc123", RunStatus.SUCCEEDED, "thr_abc123")]
+
+
+def test_run_assembled_from_unordered_pages_with_tool_calls(tmp_path: Path) -> None:
+    feed = Feed([
+        ev(1, 0, "agent.run.started"),
+        ev(2, 1, "tool.call.started", toolSlug="web_search"),
+        ev(3, 3, "tool.call.completed", toolSlug="web_search"),
+        ev(4, 4, "tool.call.started", call="tc2", toolSlug="send_email"),
+        ev(5, 5, "tool.call.failed", call="tc2", toolSlug="send_email"),
+        ev(6, 6, "agent.message.added"),
+        ev(7, 9, "agent.run.failed"),
+        ev(8, 9.5, "sandbox.created", run=None, resourceType="sandbox", status="created"),
+    ])
+    h = Harness(tmp_path, feed)
+    h.poll(T0 + timedelta(seconds=30))
+    assert len(h.runs) == 1
+    run = h.runs[0]
+    assert (run.status, run.agent_id, run.started_at, run.ended_at) == (
+        RunStatus.FAILED, "triage", T0, T0 + timedelta(seconds=9))
+    assert run.error_message == "summary of agent.run.failed"
+    calls = {c.id: c for c in run.tool_calls}
+    assert (calls["tc1"].name, calls["tc1"].status) == ("web_search", ToolStatus.SUCCEEDED)
+    assert (calls["tc2"].name, calls["tc2"].status) == ("send_email", ToolStatus.FAILED)
+    assert calls["tc1"].ended_at - calls["tc1"].started_at == timedelta(seconds=2)
+    assert [e.name for e in run.events] == ["agent.run.started", "agent.message.added", "agent.run.failed"]
+    assert h.events == 8  # every event counted once, the sandbox one included
+
+
+def test_run_stays_open_until_terminal_event_arrives_in_a_later_poll(tmp_path: Path) -> None:
+    events = [ev(1, 0, "agent.run.started"), ev(2, 1, "tool.call.started", toolSlug="q")]
+    feed = Feed(events)
+    h = Harness(tmp_path, feed)
+    h.poll(T0 + timedelta(seconds=5))
+    assert h.runs == []
+    assert [o.run_id for o in h.store.open_runs("feed")] == ["run_1"]
+    assert h.store.open_run_counts("feed") == {"triage": 1}
+    events += [ev(3, 7, "tool.call.completed", toolSlug="q"), ev(4, 8, "agent.run.completed")]
+    h.poll(T0 + timedelta(seconds=10))
+    assert [(r.run_id, r.status) for r in h.runs] == [("run_1", RunStatus.SUCCEEDED)]
+    assert h.runs[0].tool_calls[0].status is ToolStatus.SUCCEEDED
+    assert list(h.store.open_runs("feed")) == []
+    # Re-reading the same window (lookback overlap) changes nothing.
+    h.poll(T0 + timedelta(seconds=12))
+    assert len(h.runs) == 1 and h.events == 4
+
+
+def test_repeated_items_count_once(tmp_path: Path) -> None:
+    base = [ev(1, 0, "agent.run.started"), ev(2, 2, "agent.run.completed")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("cursor")
+        meta = {"hasMore": cursor is None, "nextCursor": "p2" if cursor is None else None}
+        return httpx.Response(200, json={"data": {"events": base}, "meta": meta})  # page 2 repeats page 1
+
+    h = Harness(tmp_path, handler)
+    h.poll(T0 + timedelta(seconds=5))
+    assert h.events == 2 and len(h.runs) == 1
+
+
+def test_crash_mid_window_resumes_from_committed_cursor(tmp_path: Path) -> None:
+    feed = Feed([ev(i, i, "agent.message.added") for i in range(1, 7)] + [ev(9, 8, "agent.run.completed")], page=2)
+    h = Harness(tmp_path, feed)
+    h.poll(T0 + timedelta(seconds=20), stop_after=2)  # two pages committed, then "kill -9"
+    assert h.events == 4
+    first_requests = len(feed.requests)
+    h2 = Harness(tmp_path, feed)  # a new process on the same state file
+    h2.poll(T0 + timedelta(seconds=20))
+    assert h.events + h2.events == 7  # nothing lost, nothing counted twice
+    assert feed.requests[first_requests].url.params["cursor"] == "4"  # resumed, not restarted
+    assert len(h2.runs) == 1
+
+
+def test_idle_poll_costs_one_request(tmp_path: Path) -> None:
+    feed = Feed([ev(1, 0, "agent.run.started"), ev(2, 1, "agent.run.completed")])
+    h = Harness(tmp_path, feed)
+    h.poll(T0 + timedelta(seconds=5))
+    before = len(feed.requests)
+    h.poll(T0 + timedelta(seconds=35))
+    assert len(feed.requests) - before == 1
+
+
+def test_backfill_is_read_in_bounded_windows(tmp_path: Path) -> None:
+    feed = Feed([ev(1, 0, "agent.run.started"), ev(2, 1, "agent.run.completed")])
+    h = Harness(tmp_path, feed, max_window=600.0, lookback=0.0, start_from=3600.0)
+    h.poll(T0 + timedelta(minutes=30))
+    windows = [(r.url.params["since"], r.url.params["until"]) for r in feed.requests]
+    assert len(windows) == 6  # 60 minutes of history in 10-minute windows
+    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # contiguous, no gap
+    assert len(h.runs) == 1
+
+
+def test_bad_record_is_rejected_and_the_rest_used(tmp_path: Path) -> None:
+    good = [ev(1, 0, "agent.run.started"), ev(2, 2, "agent.run.completed")]
+    bad = [{"id": "act_x", "occurredAt": "yesterday"}, {"occurredAt": "2026-05-10T12:00:00Z"}, "not an object"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": {"events": bad + good}, "meta": {"hasMore": False}})
+
+    h = Harness(tmp_path, handler)
+    h.poll(T0 + timedelta(seconds=5))
+    assert sorted(h.rejected) == ["bad_timestamp", "bad_type", "missing_field"]
+    assert len(h.runs) == 1
+
+
+def test_unknown_enum_values_are_counted_as_unknown(tmp_path: Path) -> None:
+    odd = ev(1, 0, "agent.run.started", severity="catastrophic", status="exploded", resourceType="spaceship")
+    h = Harness(tmp_path, Feed([odd]))
+    ctx = PollContext(checkpoint={}, now=T0 + timedelta(seconds=5), state=SourceStateView(h.store, "feed"))
+    events = [e for b in h.source.poll(ctx) for e in b.events]
+    assert [(e.category, e.severity, e.status) for e in events] == [("unknown", Severity.UNKNOWN, "unknown")]
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (httpx.Response(200, text="<html>maintenance</html>", headers={"content-type": "text/html"}), BadResponseError),
+        (httpx.Response(200, text='{"data": {"events": [{"id": "a'), BadResponseError),
+        (httpx.Response(200, json={"events": []}), BadResponseError),
+        (httpx.Response(401, json={"error": {"code": "unauthorized", "message": "bad key"}}), AuthError),
+    ],
+)
+def test_bad_responses_fail_the_poll_and_keep_the_checkpoint(
+    tmp_path: Path, response: httpx.Response, error: type[Exception]
+) -> None:
+    h = Harness(tmp_path, lambda request: response)
+    h.source._client._retries = 0  # retries are tested in test_http
+    with pytest.raises(error):
+        h.poll(T0)
+    assert h.store.checkpoint("feed") == {}
+
+
+def test_repeated_cursor_ends_the_poll(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": {"events": []}, "meta": {"hasMore": True, "nextCursor": "same"}})
+
+    h = Harness(tmp_path, handler)
+    with pytest.raises(CursorLoopError):
+        h.poll(T0)
+
+
+def test_requests_carry_the_key_and_the_filters(tmp_path: Path) -> None:
+    feed = Feed([])
+    h = Harness(tmp_path, feed, filters={"resource_type": "agent"})
+    h.poll(T0)
+    request = feed.requests[0]
+    assert request.headers["X-API-Key"] == "s3cret-key-value"
+    assert request.url.params["resource_type"] == "agent"
+    assert request.url.params["limit"] == "200"
+
+
+def test_expire_builds_an_incomplete_run(tmp_path: Path) -> None:
+    h = Harness(tmp_path, Feed([ev(1, 0, "agent.run.started"), ev(2, 1, "tool.call.started", toolSlug="q")]))
+    h.poll(T0 + timedelta(seconds=5))
+    open_run = next(h.store.open_runs("feed"))
+    run = h.source.expire(open_run, T0 + timedelta(hours=7))
+    assert (run.status, run.ended_at, run.agent_id) == (RunStatus.INCOMPLETE, None, "triage")
+    assert run.tool_calls[0].status is ToolStatus.UNKNOWN
