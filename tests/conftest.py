@@ -57,3 +57,16 @@ def seed_json_blocks(prefix: str) -> list[object]:
                 blocks.append(obj)
             i = end
     return blocks
+
+
+class NoWait(__import__("threading").Event):
+    """A stop event for unit tests: retry back-offs and Retry-After waits
+    return at once (and are recorded) instead of sleeping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits: list[float] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits.append(timeout or 0.0)
+        return False

@@ -66,9 +66,32 @@ class OtlpReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    def start_grpc(self) -> str:
+        """The same receiver as an OTLP/gRPC TraceService."""
+        from concurrent import futures
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+        receiver = self
+
+        class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: ExportTraceServiceRequest, context: object) -> ExportTraceServiceResponse:  # noqa: N802
+                receiver._add(request)
+                return ExportTraceServiceResponse()
+
+        self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)
+        port = self._grpc.add_insecure_port("127.0.0.1:0")
+        self._grpc.start()
+        return f"http://127.0.0.1:{port}"
+
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        if getattr(self, "_grpc", None) is not None:
+            self._grpc.stop(grace=None)
+        if getattr(self, "_server", None) is not None:
+            self._server.shutdown()
+            self._server.server_close()
 
     def _add(self, request: ExportTraceServiceRequest) -> None:
         with self._lock:

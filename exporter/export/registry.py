@@ -27,7 +27,6 @@ from exporter.convert.metrics import METRICS, SPECS, Kind, MetricSpec, Op, Updat
 
 SeriesKey = tuple[str, tuple[str, ...]]
 OTHER = "other"
-CAPPED_LABELS = ("agent", "tool")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,9 @@ class MetricsBook:
         self._values: dict[SeriesKey, object] = {}
         self._live: dict[SeriesKey, float] = {}
         self._caps = {"agent": max_agents, "tool": max_tools}
-        self._admitted: dict[str, set[str]] = {label: set() for label in CAPPED_LABELS}
+        # Admitted values per (label, source): the cap is per source, and is
+        # rebuilt from the persisted series so it holds across restarts.
+        self._admitted: dict[tuple[str, str], set[str]] = {}
         for (name, labels), value in persisted.items():
             spec = SPECS.get(name)
             if spec is None or not spec.persisted or len(labels) != len(spec.labels):
@@ -61,9 +62,7 @@ class MetricsBook:
             self._values[(name, labels)] = (
                 Histogram.from_json(value, len(spec.buckets)) if spec.kind is Kind.HISTOGRAM else float(value)  # type: ignore[arg-type]
             )
-            for label, v in zip(spec.labels, labels):
-                if label in self._admitted and v != OTHER:
-                    self._admitted[label].add(v)
+            self._capped(spec.labels, labels)
         self._snapshot: Mapping[SeriesKey, object] = MappingProxyType(dict(self._values))
 
     # -- staging and publishing (callers hold the commit lock) ---------------
@@ -92,9 +91,10 @@ class MetricsBook:
     def _capped(self, names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, ...]:
         """Bound label cardinality: past the cap, new agents and tools are 'other'."""
         out = list(values)
+        source = values[names.index("source")] if "source" in names else ""
         for i, label in enumerate(names):
-            if label in self._caps:
-                admitted = self._admitted[label]
+            if label in self._caps and out[i] != OTHER:
+                admitted = self._admitted.setdefault((label, source), set())
                 if out[i] not in admitted:
                     if len(admitted) >= self._caps[label]:
                         out[i] = OTHER

@@ -9,7 +9,9 @@ from typing import Protocol
 import httpx
 
 from exporter.config import SourceConfig
+from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import Source
+from exporter.sources.bctrl import BctrlSource
 from exporter.sources.runtools import RuntoolsSource
 
 
@@ -21,6 +23,8 @@ class SourceFactory(Protocol):
 
 SOURCES: dict[str, SourceFactory] = {
     "runtools": RuntoolsSource,
+    "agent_activities": AgentActivitiesSource,
+    "bctrl": BctrlSource,
 }
 
 

@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import threading
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
 
+from tests.conftest import NoWait
+
 from exporter.sources.http import (
     ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError, parse_retry_after,
 )
 
 
-class Recorder(threading.Event):
-    """A stop event whose waits return at once but are recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waits: list[float] = []
-
-    def wait(self, timeout: float | None = None) -> bool:
-        self.waits.append(timeout or 0.0)
-        return False
-
-
-def client(responses: list[httpx.Response], stop: Recorder | None = None, retries: int = 3) -> ApiClient:
+def client(responses: list[httpx.Response], stop: NoWait | None = None, retries: int = 3) -> ApiClient:
     queue = list(responses)
     return ApiClient(source="feed", base_url="http://x", headers={"X-API-Key": "k3y-secret"}, timeout=1.0,
-                     retries=retries, transport=httpx.MockTransport(lambda r: queue.pop(0)), stop=stop or Recorder())
+                     retries=retries, transport=httpx.MockTransport(lambda r: queue.pop(0)), stop=stop or NoWait())
 
 
 def test_retry_after_both_forms() -> None:
@@ -41,7 +30,7 @@ def test_retry_after_both_forms() -> None:
 
 
 def test_429_waits_as_told_then_succeeds() -> None:
-    stop = Recorder()
+    stop = NoWait()
     c = client([httpx.Response(429, headers={"Retry-After": "3"}), httpx.Response(200, json={"ok": 1})], stop)
     assert c.get_json("/v1/activity") == {"ok": 1}
     assert 3.0 in stop.waits
@@ -90,7 +79,7 @@ def test_timeouts_are_counted_and_retried() -> None:
         return httpx.Response(200, json=[])
 
     c = ApiClient(source="feed", base_url="http://x", headers={}, timeout=1.0,
-                  transport=httpx.MockTransport(handler), stop=Recorder())
+                  transport=httpx.MockTransport(handler), stop=NoWait())
     assert c.get_json("/p") == []
     assert c.stats.drain()[0] == {"timeout": 1, "200": 1}
 

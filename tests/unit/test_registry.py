@@ -58,6 +58,8 @@ def test_agents_past_the_cap_become_other_and_the_cap_survives_restart() -> None
     restarted = MetricsBook(book.persisted_form(staged), max_agents=2, max_tools=10)
     again = restarted.stage([Update(Op.INC, "agent_runs_total", ("feed", "runtools", "e", "failed"), 1)])
     assert [labels[2] for (_, labels) in again] == ["other"]
+    other_source = restarted.stage([Update(Op.INC, "agent_runs_total", ("feed2", "runtools", "e", "failed"), 1)])
+    assert [labels[2] for (_, labels) in other_source] == ["e"]  # the cap is per source
 
 
 def test_exemplars_only_in_openmetrics() -> None:

@@ -1,0 +1,57 @@
+"""`once` over real HTTP: both OTLP protocols through the SDK's exporters,
+and the exit code that cron jobs rely on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.convert.traces import trace_id_for
+from exporter.simulator import Simulator, SimulatorOptions
+from tests.integration.helpers import free_port, write_config
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture(scope="module")
+def history() -> Iterator[Simulator]:
+    """A simulator holding only finished history: the truth does not move."""
+    sim = Simulator(SimulatorOptions(seed=3, runs_per_minute=0.001, history_runs=40, history_span_seconds=1200.0))
+    sim.start(host="127.0.0.1", port=0)
+    sim.pause()
+    yield sim
+    sim.stop()
+
+
+def once(tmp_path: Path, sim: Simulator, traces: dict[str, object], key: str = "sim-runtools-key") -> int:
+    config = write_config(tmp_path / "config.yaml", [{"name": "feed", "type": "runtools", "base_url": sim.url("runtools"),
+                                                      "api_key": key, "start_from": "1h"}],
+                          port=free_port(), traces=traces)
+    return subprocess.run([sys.executable, "-m", "exporter", "once", "-c", str(config)], timeout=120,
+                          capture_output=True).returncode
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_once_delivers_one_trace_per_finished_run(tmp_path: Path, history: Simulator, protocol: str) -> None:
+    receiver = OtlpReceiver()
+    endpoint = receiver.start_grpc() if protocol == "grpc" else receiver.start()
+    try:
+        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}) == 0
+        truth = history.truth()["platforms"]["runtools"]["runs"]  # type: ignore[index]
+        expected = {trace_id_for("runtools", history.url("runtools"), r["run_id"]) for r in truth}
+        root_traces = [s.trace_id for s in receiver.snapshot() if not s.parent_span_id]
+        assert sorted(root_traces) == sorted(expected)  # exactly one root per run, none missing
+        assert all(s.resource["agent_activity.source"] == "feed" for s in receiver.snapshot())
+        # A second `once` on the same state sends nothing again.
+        spans = len(receiver.snapshot())
+        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}) == 0
+        assert len(receiver.snapshot()) == spans
+    finally:
+        receiver.stop()
+
+
+def test_once_exits_1_with_a_wrong_key(tmp_path: Path, history: Simulator) -> None:
+    assert once(tmp_path, history, {"protocol": "file", "file": str(tmp_path / "t.jsonl")}, key="wrong-key") == 1

@@ -1,0 +1,658 @@
+"""agent_activities source: seed payloads, completed windows, in-flight runs,
+detail -> tool calls and span events, dedup, failures, idle cost."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exporter.model import Batch, OpenRun, Run, RunStatus, Severity, ToolStatus
+from exporter.sources.agent_activities import AgentActivitiesSource
+from exporter.sources.base import PollContext
+from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
+from exporter.state.store import SourceStateView, StateStore
+from tests.conftest import SEEDS, seed_json_blocks, source_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
+T0 = datetime(2026, 3, 19, 14, 30, 0, tzinfo=timezone.utc)
+TOKEN = "tok-123"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def fixture(name: str) -> dict[str, object]:
+    return json.loads((FIXTURES / name).read_text())
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat()
+
+
+# -- an in-memory state that applies batches as the store commits them ------
+
+
+class FakeState:
+    def __init__(self) -> None:
+        self.open: dict[str, OpenRun] = {}
+        self.seen: dict[str, float] = {}
+        self.checkpoint: dict[str, object] = {}
+
+    def open_run(self, run_id: str) -> OpenRun | None:
+        return self.open.get(run_id)
+
+    def open_runs(self) -> Iterator[OpenRun]:
+        return iter(list(self.open.values()))
+
+    def finished_open_runs(self, limit: int) -> list[OpenRun]:
+        return [o for o in self.open.values() if o.finished][:limit]
+
+    def is_seen(self, key: str) -> bool:
+        return key in self.seen
+
+    def apply(self, batch: Batch) -> None:
+        for run_id in batch.open_deletes:
+            self.open.pop(run_id, None)
+        for run_id, open_run in batch.open_upserts.items():
+            if run_id not in batch.open_deletes:
+                self.open[run_id] = copy.deepcopy(open_run)
+        self.seen.update(batch.seen_add)
+        if batch.seen_prune_before is not None:
+            self.seen = {k: v for k, v in self.seen.items() if v >= batch.seen_prune_before}
+        if batch.checkpoint is not None:
+            self.checkpoint = json.loads(json.dumps(batch.checkpoint))  # as stored: JSON
+
+    def in_progress(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.open.values():
+            if not o.finished:
+                counts[o.agent] = counts.get(o.agent, 0) + 1
+        return counts
+
+
+class Harness:
+    def __init__(self, handler: Handler, state: FakeState | None = None, **options: object) -> None:
+        options.setdefault("agents", ["agent-a"])
+        secret = str(options.pop("secret", TOKEN))
+        start_from = float(options.pop("start_from", 3600.0))  # type: ignore[arg-type]
+        self.state = state or FakeState()
+        self.source = AgentActivitiesSource(
+            source_config("agent_activities", name="acts", secret=secret, start_from=start_from, **options),
+            transport=httpx.MockTransport(handler),
+        )
+        self.source._client._retries = 0  # retries are tested in test_http
+        self.runs: list[Run] = []
+        self.events = 0
+        self.rejected: list[str] = []
+        self.records: dict[str, int] = {}
+
+    def poll(self, now: datetime, stop_after: int | None = None) -> None:
+        ctx = PollContext(checkpoint=self.state.checkpoint, now=now, state=self.state)
+        for n, batch in enumerate(self.source.poll(ctx)):
+            self.state.apply(batch)
+            self.runs += batch.runs
+            self.events += len(batch.events)
+            self.rejected += [r.reason for r in batch.rejected]
+            for kind, count in batch.records.items():
+                self.records[kind] = self.records.get(kind, 0) + count
+            if stop_after is not None and n + 1 >= stop_after:
+                return  # as if the process died after this commit
+
+
+# -- a fake platform ----------------------------------------------------------
+
+
+def envelope_error(status: int, message: str) -> httpx.Response:
+    return httpx.Response(status, json={"status": "error", "status_code": status, "message": message})
+
+
+class Api:
+    """The documented API over in-memory runs: completed_on/has_completed
+    filters, sort, page/per_page (capped by the server), run detail."""
+
+    def __init__(self, cap: int = 100) -> None:
+        self.cap = cap
+        self.runs: dict[str, list[dict[str, object]]] = {"agent-a": [], "agent-b": []}
+        self.details: dict[str, dict[str, object]] = {}
+        self.requests: list[httpx.Request] = []
+
+    def add(self, run_id: str, start: float, end: float | None, status: str = "completed", agent: str = "agent-a",
+            **detail: object) -> dict[str, object]:
+        attrs: dict[str, object] = {
+            "agent_uid": agent, "agent_version_uid": "ver-1", "scratchpad_uid": "sp-1", "workflow_id": "wf-1",
+            "approach": "loop", "status": status, "sandbox": False, "trigger_type": "email_received",
+            "started_on": iso(start), "completed_on": iso(end) if end is not None else None, "created_on": iso(start),
+        }
+        run = {"id": run_id, "type": "agent-runs", "attributes": attrs}
+        self.runs.setdefault(agent, []).append(run)
+        self.details[run_id] = {"result": None, "error": None, "token_usage": None, **detail}
+        return run
+
+    def finish(self, run_id: str, end: float, status: str = "completed", **detail: object) -> None:
+        for runs in self.runs.values():
+            for run in runs:
+                if run["id"] == run_id:
+                    attrs = run["attributes"]
+                    assert isinstance(attrs, dict)
+                    attrs.update(status=status, completed_on=iso(end))
+        self.details[run_id].update(detail)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return envelope_error(401, "unauthorized")
+        parts = request.url.path.strip("/").split("/")  # api agents {uid} activities [run]
+        runs = self.runs.get(parts[2])
+        if runs is None:
+            return envelope_error(404, "agent not found")
+        if len(parts) == 5:
+            run = next((r for r in runs if r["id"] == parts[4]), None)
+            if run is None or parts[4] not in self.details:
+                return envelope_error(404, "run not found")
+            data = copy.deepcopy(run)
+            data["attributes"].update(self.details[parts[4]])  # type: ignore[union-attr]
+            return httpx.Response(200, json={"status": "success", "status_code": 200, "data": data})
+        return self.listing(request, runs)
+
+    def listing(self, request: httpx.Request, runs: list[dict[str, object]]) -> httpx.Response:
+        q = request.url.params
+
+        def attr(run: dict[str, object], key: str) -> object:
+            return run["attributes"][key]  # type: ignore[index]
+
+        def when(text: str) -> datetime:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            assert parsed.tzinfo is not None, "date filters must carry a timezone"
+            return parsed
+
+        visible = list(runs)
+        if "has_completed" in q:
+            done = q["has_completed"] == "true"
+            visible = [r for r in visible if (attr(r, "completed_on") is not None) == done]
+        if "completed_on_from" in q:
+            low = when(q["completed_on_from"])
+            visible = [r for r in visible if attr(r, "completed_on") and when(str(attr(r, "completed_on"))) >= low]
+        if "completed_on_to" in q:
+            high = when(q["completed_on_to"])
+            visible = [r for r in visible if attr(r, "completed_on") and when(str(attr(r, "completed_on"))) <= high]
+        field = q.get("sort", "-started_on")
+        visible.sort(key=lambda r: str(attr(r, field[1:]) or ""), reverse=field.startswith("-"))
+        per_page = min(int(q.get("per_page", 10)), self.cap)
+        page = int(q.get("page", 1))
+        chunk = visible[(page - 1) * per_page: page * per_page]
+        meta = {"page": page, "per_page": per_page, "total_pages": math.ceil(len(visible) / per_page),
+                "total_items": len(visible)}
+        return httpx.Response(200, json={"status": "success", "status_code": 200,
+                                         "data": {"items": copy.deepcopy(chunk), "_meta": meta}})
+
+    def paths(self) -> list[str]:
+        return [r.url.path for r in self.requests]
+
+
+STEPS = [
+    {"step": 1, "action": "read_entity", "input": {"uid": "m1"}, "output": {"subject": "hi"}},
+    {"step": 2, "action": "classify_entity", "input": {"uid": "m1"}, "output": {"classification": "x"}},
+    {"step": 3, "action": "web_search", "input": {"q": "acme"}, "output": {"error": {"message": "quota exceeded"}}},
+]
+TIMELINE = [
+    {"event": "goal_defined", "at": iso(0), "detail": "goal"},
+    {"event": "tool_called", "at": iso(1), "tool": "read_entity"},
+    {"event": "tool_called", "at": iso(3), "tool": "web_search"},
+    {"event": "run_failed", "at": iso(6)},
+]
+
+
+# -- seed payloads -------------------------------------------------------------
+
+
+def test_fixtures_are_the_seed_examples() -> None:
+    if not SEEDS.is_dir():
+        pytest.skip("seed pages not available")
+    blocks = seed_json_blocks("001") + seed_json_blocks("002")
+    assert blocks == [fixture("list_activities.json"), fixture("get_activity.json"), fixture("sandbox_step.json")]
+
+
+def seed_handler(detail: dict[str, object]) -> Callable[[httpx.Request], httpx.Response]:
+    listing = fixture("list_activities.json")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/activities"):
+            body = copy.deepcopy(listing)
+            if request.url.params.get("has_completed") == "false":
+                body["data"]["items"] = []  # type: ignore[index]
+                body["data"]["_meta"].update(total_pages=0, total_items=0)  # type: ignore[index]
+            else:
+                body["data"]["_meta"]["total_pages"] = 1  # type: ignore[index]  # the example says 5
+            return httpx.Response(200, json=body)
+        return httpx.Response(200, json=detail)
+
+    return handler
+
+
+def test_seed_examples_parse_into_a_run_with_tool_calls_steps_and_events() -> None:
+    h = Harness(seed_handler(fixture("get_activity.json")), agents=["a1b2c3d4-e5f6-7890-abcd-ef1234567890"])
+    h.poll(datetime(2026, 3, 19, 15, 0, tzinfo=timezone.utc))
+    assert h.rejected == []
+    [run] = h.runs
+    assert (run.run_id, run.agent_id, run.agent_name) == ("run-uuid-here", "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+                                                          "a1b2c3d4-e5f6-7890-abcd-ef1234567890")
+    assert (run.status, run.raw_status, run.trigger_type, run.sandbox) == (
+        RunStatus.SUCCEEDED, "completed", "email_received", False)
+    assert (run.started_at, run.ended_at) == (T0, T0 + timedelta(seconds=75))
+    assert run.input == '{"message_uid":"msg-uuid-here"}' and run.error_message is None
+    calls = [(c.name, c.id, c.started_at, c.ended_at, c.status) for c in run.tool_calls]
+    assert calls == [
+        ("read_entity", "step-1", T0 + timedelta(seconds=5), T0 + timedelta(seconds=10), ToolStatus.UNKNOWN),
+        ("send_email", "step-3", T0 + timedelta(seconds=10), T0 + timedelta(seconds=75), ToolStatus.UNKNOWN),
+    ]
+    assert all(("agent_activity.time_derived", True) in c.attributes for c in run.tool_calls)
+    assert run.tool_calls[1].output == '{"uid":"sent-email-uuid","status":"sent"}'
+    assert [(s.key, s.name, s.started_at) for s in run.steps] == [("step-2", "classify_entity", None)]
+    assert [(e.name, e.category, e.severity, e.status) for e in run.events] == [
+        ("goal_defined", "timeline", Severity.INFO, "defined"),
+        ("run_completed", "timeline", Severity.INFO, "completed"),
+    ]
+    assert h.events == 2
+    assert ("agent_activity.workflow_id", "agent-loop-a1b2c3d4") in run.attributes
+    assert h.records == {"run": 1, "run_detail": 1, "step": 3, "timeline_entry": 4}
+
+
+def test_sandbox_step_is_recorded_as_what_it_would_do() -> None:
+    detail = fixture("get_activity.json")
+    attrs = detail["data"]["attributes"]  # type: ignore[index]
+    attrs["sandbox"] = True
+    attrs["result"]["step_history"][2] = fixture("sandbox_step.json")
+    listing_sandbox = fixture("list_activities.json")
+    listing_sandbox["data"]["items"][0]["attributes"]["sandbox"] = True  # type: ignore[index]
+    base = seed_handler(detail)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = base(request)
+        if request.url.path.endswith("/activities") and request.url.params.get("has_completed") == "true":
+            body = copy.deepcopy(listing_sandbox)
+            body["data"]["_meta"]["total_pages"] = 1  # type: ignore[index]
+            return httpx.Response(200, json=body)
+        return response
+
+    h = Harness(handler, agents=["a1b2c3d4-e5f6-7890-abcd-ef1234567890"])
+    h.poll(datetime(2026, 3, 19, 15, 0, tzinfo=timezone.utc))
+    [run] = h.runs
+    assert run.sandbox is True
+    send = run.tool_calls[1]
+    assert send.name == "send_email" and send.status is ToolStatus.UNKNOWN  # never a real effect
+    assert ("agent_activity.sandbox.would", "send") in send.attributes
+
+
+# -- detail mapping --------------------------------------------------------------
+
+
+def test_failed_run_with_error_object_failed_tool_and_token_object() -> None:
+    api = Api()
+    api.add("r1", 0, 6, status="failed", result={"step_history": STEPS, "timeline": TIMELINE},
+            error={"message": "tool quota", "type": "QuotaError"},
+            token_usage={"input_tokens": 100, "output_tokens": 20})
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    [run] = h.runs
+    assert (run.status, run.error_message, run.error_type) == (RunStatus.FAILED, "tool quota", "QuotaError")
+    assert (run.input_tokens, run.output_tokens, run.total_tokens) == (100, 20, None)
+    search = run.tool_calls[1]
+    assert (search.name, search.status, search.error_message) == ("web_search", ToolStatus.FAILED, "quota exceeded")
+    assert run.tool_calls[0].status is ToolStatus.UNKNOWN
+    failed = [e for e in run.events if e.name == "run_failed"]
+    assert [(e.severity, e.status) for e in failed] == [(Severity.ERROR, "failed")]
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "tokens", "expected"),
+    [
+        ("stopped", None, 42, (RunStatus.CANCELLED, None, (None, None, 42))),
+        ("cancelled", None, {"total_tokens": 7}, (RunStatus.CANCELLED, None, (None, None, 7))),
+        ("failed", "boom", {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+         (RunStatus.FAILED, "boom", (1, 2, 3))),
+        ("exploded", None, None, (RunStatus.UNKNOWN, None, (None, None, None))),
+    ],
+)
+def test_status_error_and_token_shapes(status: str, error: object, tokens: object,
+                                       expected: tuple[object, ...]) -> None:
+    api = Api()
+    api.add("r1", 0, 5, status=status, error=error, token_usage=tokens)
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    [run] = h.runs
+    assert (run.status, run.error_message, (run.input_tokens, run.output_tokens, run.total_tokens)) == expected
+    assert run.raw_status == status and h.rejected == []
+
+
+def test_bad_parts_of_a_detail_are_rejected_and_the_run_kept() -> None:
+    api = Api()
+    timeline = [*TIMELINE, {"event": "tool_called", "at": "yesterday", "tool": "x"}, "junk"]
+    api.add("r1", 0, 6, status="failed", result={"step_history": [*STEPS, {"step": "two"}], "timeline": timeline},
+            token_usage={"input_tokens": "many"})
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    [run] = h.runs
+    assert sorted(h.rejected) == ["bad_timestamp", "bad_type", "bad_type", "bad_value"]
+    assert len(run.tool_calls) == 2 and run.total_tokens is None
+
+
+def test_detail_404_exports_the_run_from_its_listing() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    del api.details["r1"]  # deleted between listing and detail
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    [run] = h.runs
+    assert run.status is RunStatus.SUCCEEDED and run.tool_calls == ()
+    assert ("agent_activity.detail_missing", True) in run.attributes
+
+
+def test_fetch_detail_off_reads_listings_only() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    h = Harness(api, fetch_detail=False)
+    h.poll(T0 + timedelta(minutes=1))
+    assert len(h.runs) == 1
+    assert all(p.endswith("/activities") for p in api.paths())
+
+
+# -- incremental reading -----------------------------------------------------------
+
+
+def test_window_params_and_auth_header() -> None:
+    api = Api()
+    h = Harness(api, per_page=7, lookback=30.0)
+    h.poll(T0 + timedelta(hours=1))
+    completed, inflight = api.requests
+    q = completed.url.params
+    assert q["completed_on_from"] == "2026-03-19T14:29:30.000Z"  # watermark (now - start_from) - lookback
+    assert q["completed_on_to"] == "2026-03-19T15:30:00.000Z"
+    assert (q["sort"], q["has_completed"], q["per_page"], q["page"]) == ("+completed_on", "true", "7", "1")
+    assert inflight.url.params["has_completed"] == "false"
+    assert completed.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert h.state.checkpoint == {"agents": {"agent-a": {"watermark": (T0 + timedelta(hours=1)).isoformat(),
+                                                         "inflight_wait": 4}}}
+
+
+def test_custom_auth_header_and_raw_token() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"status": "success", "status_code": 200, "data": {
+            "items": [], "_meta": {"page": 1, "per_page": 50, "total_pages": 0, "total_items": 0}}})
+
+    h = Harness(handler, auth_header="X-Token", auth_scheme="")
+    h.poll(T0)
+    assert seen[0].headers["X-Token"] == TOKEN and "Authorization" not in seen[0].headers
+
+
+def test_incremental_polls_export_each_run_once_and_trust_server_page_size() -> None:
+    api = Api(cap=2)  # asks for 50, the server gives 2 per page
+    for i in range(5):
+        api.add(f"r{i}", i * 10, i * 10 + 5)
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    assert sorted(r.run_id for r in h.runs) == ["r0", "r1", "r2", "r3", "r4"]
+    pages = [r.url.params["page"] for r in api.requests if r.url.params.get("has_completed") == "true"]
+    assert pages == ["1", "2", "3"]
+    api.add("r5", 70, 75)
+    api.add("r6", 80, 95)
+    h.poll(T0 + timedelta(minutes=2))
+    h.poll(T0 + timedelta(minutes=3))
+    assert sorted(r.run_id for r in h.runs) == [f"r{i}" for i in range(7)]
+    assert len(h.runs) == 7
+
+
+def test_repeated_page_counts_once() -> None:
+    api = Api()
+    api.add("r1", 0, 5, result={"timeline": TIMELINE[:1]})
+    api.add("r2", 1, 6, result={"timeline": TIMELINE[:1]})
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("page") == "2":  # page 2 repeats page 1
+            request = httpx.Request("GET", request.url.copy_set_param("page", "1"), headers=request.headers)
+            response = api(request)
+            body = response.json()
+            body["data"]["_meta"].update(page=2, total_pages=2)
+            return httpx.Response(200, json=body)
+        response = api(request)
+        if request.url.path.endswith("/activities") and request.url.params.get("has_completed") == "true":
+            body = response.json()
+            body["data"]["_meta"]["total_pages"] = 2
+            return httpx.Response(200, json=body)
+        return response
+
+    h = Harness(handler)
+    h.poll(T0 + timedelta(minutes=1))
+    assert sorted(r.run_id for r in h.runs) == ["r1", "r2"]
+    assert h.events == 2
+
+
+def test_in_flight_run_is_open_then_exported_once_finished() -> None:
+    api = Api()
+    api.add("r1", 0, None, status="running")
+    api.add("r2", 2, None, status="pending")
+    h = Harness(api)
+    h.poll(T0 + timedelta(seconds=10))
+    assert h.runs == []
+    assert h.state.in_progress() == {"agent-a": 2}
+    assert h.state.open["r1"].data["listing"]["status"] == "running"  # type: ignore[index]
+    api.finish("r1", 20, result={"timeline": TIMELINE})
+    h.poll(T0 + timedelta(seconds=30))
+    assert [(r.run_id, r.status) for r in h.runs] == [("r1", RunStatus.SUCCEEDED)]
+    assert h.state.in_progress() == {"agent-a": 1}
+    assert "r1" not in h.state.open
+    h.poll(T0 + timedelta(seconds=40))  # re-read in the lookback: nothing changes
+    assert len(h.runs) == 1 and h.events == 2
+
+
+def test_in_flight_run_that_vanished_stops_counting_as_in_progress() -> None:
+    api = Api()
+    api.add("r1", 0, None, status="running")
+    h = Harness(api)
+    h.poll(T0 + timedelta(seconds=10))
+    assert h.state.in_progress() == {"agent-a": 1}
+    api.runs["agent-a"].clear()  # gone from the in-flight list, not (yet) in any completed window
+    h.poll(T0 + timedelta(seconds=20))
+    assert h.state.in_progress() == {} and h.state.open["r1"].finished
+
+
+def test_crash_mid_window_resumes_at_the_committed_page() -> None:
+    api = Api(cap=2)
+    for i in range(6):
+        api.add(f"r{i}", i, i + 1)
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1), stop_after=1)  # page 1 committed, then "kill -9"
+    assert len(h.runs) == 2
+    assert h.state.checkpoint["agents"]["agent-a"]["window"]["page"] == 2  # type: ignore[index]
+    first = len(api.requests)
+    h2 = Harness(api, state=h.state)  # a new process on the same state
+    h2.poll(T0 + timedelta(minutes=2))
+    assert sorted(r.run_id for r in h.runs + h2.runs) == [f"r{i}" for i in range(6)]
+    resumed = api.requests[first]
+    assert resumed.url.params["page"] == "2"
+    assert resumed.url.params["completed_on_to"] == "2026-03-19T14:31:00.000Z"  # the same window
+
+
+def test_resume_restarts_the_window_when_the_server_page_size_changed() -> None:
+    api = Api(cap=2)
+    for i in range(6):
+        api.add(f"r{i}", i, i + 1)
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1), stop_after=1)
+    api.cap = 4  # page 2 of 4-run pages is not page 2 of 2-run pages
+    first = len(api.requests)
+    h.poll(T0 + timedelta(minutes=2))
+    assert [r.url.params["page"] for r in api.requests[first:first + 2]] == ["2", "1"]
+    assert sorted(r.run_id for r in h.runs) == [f"r{i}" for i in range(6)]
+    assert len(h.runs) == 6
+
+
+def test_idle_polls_cost_one_request_per_agent_plus_an_occasional_in_flight_listing() -> None:
+    api = Api()
+    api.add("r1", 0, 5, agent="agent-a")
+    api.add("r2", 0, 5, agent="agent-b")
+    h = Harness(api, agents=["agent-a", "agent-b"])
+    h.poll(T0 + timedelta(minutes=1))
+    assert len(h.runs) == 2
+    costs = []
+    for n in range(2, 12):
+        before = len(api.requests)
+        h.poll(T0 + timedelta(minutes=n))
+        costs.append(len(api.requests) - before)
+    # Busy first poll asked the in-flight list; then 4 idle polls at 1 per agent, the 5th adds it again.
+    assert costs == [2, 2, 2, 2, 4, 2, 2, 2, 2, 4]
+
+
+def test_new_runs_trigger_the_in_flight_listing() -> None:
+    api = Api()
+    h = Harness(api, inflight_every=100)
+    h.poll(T0 + timedelta(minutes=1))  # the first poll lists the runs in flight
+    h.poll(T0 + timedelta(minutes=2))  # idle: the completed window only
+    api.add("r1", 150, 170)
+    h.poll(T0 + timedelta(minutes=3))  # a run ended: the agent is busy, look for runs in flight too
+    kinds = [r.url.params.get("has_completed") for r in api.requests if r.url.path.endswith("/activities")]
+    assert kinds == ["true", "false", "true", "true", "false"]
+
+
+def test_in_flight_listing_can_be_turned_off() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    h = Harness(api, inflight_every=0)
+    h.poll(T0 + timedelta(minutes=1))
+    h.poll(T0 + timedelta(minutes=2))
+    assert len(h.runs) == 1
+    assert all(r.url.params.get("has_completed") != "false" for r in api.requests)
+
+
+def test_seen_keys_are_pruned_behind_the_windows() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    h = Harness(api)
+    h.poll(T0 + timedelta(minutes=1))
+    assert "run:r1" in h.state.seen
+    h.poll(T0 + timedelta(hours=1))
+    assert "run:r1" not in h.state.seen
+    assert len(h.runs) == 1
+
+
+# -- failures ------------------------------------------------------------------------
+
+
+def test_bad_record_is_rejected_and_the_rest_of_the_page_used() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    bad = [{"id": "x1", "attributes": {"status": "completed", "completed_on": iso(3)}},  # no start or creation
+           {"id": "x2", "attributes": {"started_on": "soon", "completed_on": iso(3)}},
+           {"attributes": {}}, "nope"]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = api(request)
+        if request.url.params.get("has_completed") == "true":
+            body = response.json()
+            body["data"]["items"] = bad + body["data"]["items"]
+            return httpx.Response(200, json=body)
+        return response
+
+    h = Harness(handler)
+    h.poll(T0 + timedelta(minutes=1))
+    assert sorted(h.rejected) == ["bad_timestamp", "bad_type", "missing_field", "missing_field"]
+    assert [r.run_id for r in h.runs] == ["r1"]
+
+
+def test_repeated_page_number_ends_the_poll() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:  # ignores `page`: always page 1 of 3
+        item = {"id": f"z{request.url.params['page']}", "attributes": {"status": "running", "started_on": iso(0)}}
+        return httpx.Response(200, json={"status": "success", "status_code": 200, "data": {
+            "items": [item], "_meta": {"page": 1, "per_page": 1, "total_pages": 3, "total_items": 3}}})
+
+    h = Harness(handler)
+    with pytest.raises(CursorLoopError):
+        h.poll(T0)
+    assert "watermark" not in h.state.checkpoint["agents"]["agent-a"]  # type: ignore[index,operator]
+
+
+@pytest.mark.parametrize(
+    ("response", "error"),
+    [
+        (httpx.Response(200, text="<html>maintenance</html>", headers={"content-type": "text/html"}), BadResponseError),
+        (httpx.Response(200, text='{"status": "success", "data": {"items": [{"id": "a'), BadResponseError),
+        (httpx.Response(200, json={"status": "success", "data": []}), BadResponseError),
+        (httpx.Response(200, json={"status": "success", "data": {"items": []}}), BadResponseError),
+        (envelope_error(401, "invalid token"), AuthError),
+        (envelope_error(403, "no permission"), AuthError),
+    ],
+)
+def test_bad_responses_fail_the_poll_and_keep_the_checkpoint(response: httpx.Response, error: type[Exception]) -> None:
+    h = Harness(lambda request: response)
+    with pytest.raises(error):
+        h.poll(T0)
+    assert h.state.checkpoint.get("agents", {}).get("agent-a", {}).get("watermark") is None  # type: ignore[union-attr]
+
+
+def test_an_unknown_agent_fails_the_poll_but_not_the_other_agents() -> None:
+    api = Api()
+    api.add("r1", 0, 5, agent="agent-b")
+    h = Harness(api, agents=["missing", "agent-b"])
+    with pytest.raises(BadResponseError, match="HTTP 404"):
+        h.poll(T0 + timedelta(minutes=1))
+    assert [r.run_id for r in h.runs] == ["r1"]
+    agents = h.state.checkpoint["agents"]
+    assert "watermark" in agents["agent-b"] and "watermark" not in agents["missing"]  # type: ignore[index,operator]
+
+
+def test_wrong_token_is_an_auth_error() -> None:
+    h = Harness(Api(), secret="wrong")
+    with pytest.raises(AuthError):
+        h.poll(T0)
+
+
+# -- expire and probe ------------------------------------------------------------------
+
+
+def test_expire_builds_an_incomplete_run() -> None:
+    api = Api()
+    api.add("r1", 0, None, status="running")
+    h = Harness(api)
+    h.poll(T0 + timedelta(seconds=10))
+    run = h.source.expire(h.state.open["r1"], T0 + timedelta(hours=7))
+    assert (run.status, run.ended_at, run.started_at, run.agent_id) == (RunStatus.INCOMPLETE, None, T0, "agent-a")
+
+
+def test_probe_asks_one_small_page() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    h = Harness(api)
+    assert h.source.probe() == "ok: agent agent-a lists 1 run(s)"
+    [request] = api.requests
+    assert request.url.params["per_page"] == "1"
+
+
+def test_batches_commit_to_the_real_store(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    api = Api()
+    api.add("r1", 0, None, status="running")
+    api.add("r2", 0, 4, result={"step_history": STEPS, "timeline": TIMELINE}, token_usage=9)
+    source = AgentActivitiesSource(source_config("agent_activities", name="acts", secret=TOKEN, agents=["agent-a"]),
+                                   transport=httpx.MockTransport(api))
+    runs: list[Run] = []
+
+    def poll(now: datetime) -> None:
+        ctx = PollContext(checkpoint=store.checkpoint("acts"), now=now, state=SourceStateView(store, "acts"))
+        for batch in source.poll(ctx):
+            store.commit("acts", batch, [], {}, 1000)
+            runs.extend(batch.runs)
+
+    poll(T0 + timedelta(seconds=10))
+    assert [r.run_id for r in runs] == ["r2"] and store.open_run_counts("acts") == {"agent-a": 1}
+    api.finish("r1", 12)
+    poll(T0 + timedelta(seconds=20))
+    poll(T0 + timedelta(seconds=30))
+    assert [r.run_id for r in runs] == ["r2", "r1"] and store.open_run_counts("acts") == {}
+    assert store.checkpoint("acts")["agents"]["agent-a"]["watermark"] == (T0 + timedelta(seconds=30)).isoformat()
