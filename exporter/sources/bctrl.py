@@ -97,7 +97,7 @@ TOOL_OUTCOMES = {
     "cancelled": ToolStatus.UNKNOWN,
 }
 # The tool name (the `tool` label): the group's first item's title, else type.
-TOOL_NAME_KEYS = ("title", "type")
+TOOL_NAME_KEYS = ("type", "title")  # type is a bounded identifier; title is free text
 # The agent (the `agent` label, gen_ai.agent.id) is the runtimeId.
 UNKNOWN_AGENT = "unknown"
 

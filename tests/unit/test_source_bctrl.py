@@ -219,7 +219,7 @@ def test_fixture_run_exported_with_tool_calls_and_events() -> None:
     assert run.error_message is None
 
     nav, click = run.tool_calls
-    assert (nav.id, nav.name, nav.status, nav.raw_status) == ("cmd_1", "Navigate", ToolStatus.SUCCEEDED, "succeeded")
+    assert (nav.id, nav.name, nav.status, nav.raw_status) == ("cmd_1", "command.navigate", ToolStatus.SUCCEEDED, "succeeded")
     assert nav.started_at == datetime(2026, 5, 10, 11, 0, 1, tzinfo=timezone.utc)
     assert nav.ended_at == datetime(2026, 5, 10, 11, 0, 2, 250000, tzinfo=timezone.utc)
     assert [e.id for e in nav.events] == ["act_003"]  # the debug item between first and last
@@ -372,7 +372,7 @@ def test_in_flight_run_read_incrementally_and_exported_once() -> None:
     assert [r.run_id for r in state.runs] == ["r1"] and state.open == {}
     run = state.runs[0]
     assert (run.status, run.agent_id, run.ended_at) == (RunStatus.SUCCEEDED, "rt_a", t0 + timedelta(seconds=5))
-    assert [(c.id, c.name, c.status) for c in run.tool_calls] == [("c1", "Type", ToolStatus.SUCCEEDED)]
+    assert [(c.id, c.name, c.status) for c in run.tool_calls] == [("c1", "command.step", ToolStatus.SUCCEEDED)]
     assert [e.id for e in run.tool_calls[0].events] == ["i2"]
     assert len(state.events) == 6 and len({e.id for e in state.events}) == 6
     assert [e.id for e in run.events] == ["r1-start", "n1", "r1-end"]
@@ -651,7 +651,7 @@ def test_expire_gives_an_incomplete_run_with_what_was_read() -> None:
     run = src.expire(state.open["r1"], NOW + timedelta(hours=24))
     assert (run.status, run.ended_at, run.agent_id, run.started_at) == (RunStatus.INCOMPLETE, None, "rt_x", t0)
     (call,) = run.tool_calls
-    assert (call.name, call.status, call.ended_at) == ("Scroll", ToolStatus.RUNNING, None)
+    assert (call.name, call.status, call.ended_at) == ("command.step", ToolStatus.RUNNING, None)
 
 
 def test_probe() -> None:

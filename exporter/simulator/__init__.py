@@ -1,0 +1,18 @@
+"""A fake of all four agent platforms over real HTTP (SPEC section 9).
+
+An independent reading of API_NOTES.md, sharing no code with the rest of the
+exporter, used by the integration tests, benchmarks and the demo:
+
+    from exporter.simulator import Simulator, SimulatorOptions, parse_faults
+    sim = Simulator(SimulatorOptions(seed=1, faults=parse_faults("429=0.1")))
+    base = sim.start(port=0)          # "http://127.0.0.1:PORT"
+    sim.url("runtools")               # base + "/runtools"
+    sim.truth()                       # what has finished, normalised (truth.py)
+    sim.stop()
+"""
+
+from exporter.simulator.app import Simulator
+from exporter.simulator.faults import FaultSpec, parse_faults
+from exporter.simulator.options import DEFAULT_KEYS, PLATFORMS, PREFIXES, SimulatorOptions
+
+__all__ = ["DEFAULT_KEYS", "PLATFORMS", "PREFIXES", "FaultSpec", "Simulator", "SimulatorOptions", "parse_faults"]

@@ -1,0 +1,296 @@
+"""`Simulator`: the four fake platforms on one port, plus the control and
+truth endpoints that are part of no platform.
+
+    /runtools/...  /agent-activities/...  /bctrl/...  /runtype/...   the platform APIs
+    POST /_control/revoke?platform=P   P answers 401 until restored
+    POST /_control/restore?platform=P
+    POST /_control/pause               no new runs start (started ones finish)
+    POST /_control/resume
+    POST /_control/faults              body {"spec": "500=0.2"} replaces the fault spec
+    GET  /_truth[?platform=P]          what was generated and has finished (truth.py)
+
+One lock guards the world, the fault RNG and the counters; only the "slow"
+fault's delay and the writing of bodies happen outside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Protocol
+from urllib.parse import parse_qs, urlsplit
+
+from exporter.simulator.agent_activities import AgentActivitiesApi
+from exporter.simulator.bctrl import BctrlApi
+from exporter.simulator.clock import SimClock
+from exporter.simulator.faults import FaultInjector, FaultSpec, parse_faults
+from exporter.simulator.options import PLATFORMS, PREFIXES, SimulatorOptions
+from exporter.simulator.runtools import RuntoolsApi, feed_times
+from exporter.simulator.runtype import RuntypeApi
+from exporter.simulator.server import HttpServer, Reply
+from exporter.simulator.timefmt import from_datetime, iso_ms_z
+from exporter.simulator.wire import BadRequest, JsonObject, NotFound, Request, Response
+from exporter.simulator.world import PROFILES, Store, make_agents
+
+log = logging.getLogger(__name__)
+
+
+class PlatformApi(Protocol):
+    platform: str
+
+    def handle(self, request: Request, now_ms: int) -> Response: ...
+
+    def error(self, status: int, code: str, message: str) -> Response: ...
+
+    def truth(self, now_ms: int) -> JsonObject: ...
+
+
+class Simulator:
+    def __init__(self, options: SimulatorOptions | None = None) -> None:
+        self.options = options or SimulatorOptions()
+        self._lock = threading.Lock()
+        self._faults = FaultInjector(self.options.faults, self.options.seed)
+        self._revoked: set[str] = set()
+        self._requests = {platform: 0 for platform in PLATFORMS}
+        self._start_paused = False
+        self._clock: SimClock | None = None
+        self._stores: dict[str, Store] = {}
+        self._apis: dict[str, PlatformApi] = {}
+        self._http = HttpServer(self._dispatch)
+        self._base_url: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Generate the world (history included) and serve it in a background
+        thread. Returns the base URL, e.g. "http://127.0.0.1:PORT"."""
+        with self._lock:
+            if self._clock is not None:
+                raise RuntimeError("simulator already started")
+            epoch = self.options.epoch or datetime.now(timezone.utc)
+            clock = SimClock(epoch_ms=from_datetime(epoch))
+            if self._start_paused:
+                clock.pause()
+            self._clock = clock
+            for platform in PLATFORMS:
+                store = Store(PROFILES[platform], self.options, clock, feed_times if platform == "runtools" else None)
+                self._stores[platform] = store
+            self._apis = {
+                "runtools": RuntoolsApi(self._stores["runtools"]),
+                "agent_activities": AgentActivitiesApi(self._stores["agent_activities"]),
+                "bctrl": BctrlApi(self._stores["bctrl"]),
+                "runtype": RuntypeApi(self._stores["runtype"]),
+            }
+            # History is drawn now rather than at the first request, so that no
+            # reader's first page pays for it (nor a benchmark's timing).
+            started = time.monotonic()
+            now = clock.now_ms()
+            for store in self._stores.values():
+                store.advance(now)
+            if self.options.history_runs:
+                log.info("generated %d history runs per platform in %.1f s",
+                         self.options.history_runs, time.monotonic() - started)
+        bound_host, bound_port = self._http.start(host, port)
+        url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self._base_url = f"http://{url_host}:{bound_port}"
+        return self._base_url
+
+    def stop(self) -> None:
+        self._http.stop()
+
+    def __enter__(self) -> Simulator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- public controls ------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        if self._base_url is None:
+            raise RuntimeError("simulator not started")
+        return self._base_url
+
+    def url(self, platform: str) -> str:
+        return self.base_url + PREFIXES[_known(platform)]
+
+    def headers(self, platform: str) -> dict[str, str]:
+        """The auth header a reader of `platform` must send."""
+        key = self.options.key_for(_known(platform))
+        if platform == "runtools":
+            return {"X-API-Key": key}
+        return {"Authorization": f"Bearer {key}"}
+
+    def agents(self, platform: str) -> list[str]:
+        """The agent labels of a platform (slug, uid, runtimeId or agentId);
+        the only way to learn agent_activities' agents."""
+        profile = PROFILES[_known(platform)]
+        return [a.id for a in make_agents(self.options.seed, profile, self.options.agents_per_platform)]
+
+    def pause(self) -> None:
+        with self._lock:
+            self._with_world_now()
+            if self._clock is None:
+                self._start_paused = True
+            else:
+                self._clock.pause()
+
+    def resume(self) -> None:
+        with self._lock:
+            self._start_paused = False
+            if self._clock is not None:
+                self._clock.resume()
+
+    def revoke(self, platform: str) -> None:
+        with self._lock:
+            self._revoked.add(_known(platform))
+
+    def restore(self, platform: str) -> None:
+        with self._lock:
+            self._revoked.discard(_known(platform))
+
+    def set_faults(self, spec: FaultSpec | str) -> None:
+        parsed = parse_faults(spec) if isinstance(spec, str) else spec
+        with self._lock:
+            self._faults.spec = parsed
+
+    def truth(self, platforms: Iterable[str] | None = None) -> JsonObject:
+        """What has finished by now (shape in truth.py); `platforms` limits
+        it to some platforms (GET /_truth?platform=P, repeatable)."""
+        chosen = [_known(p) for p in platforms] if platforms else list(PLATFORMS)
+        with self._lock:
+            now = self._with_world_now()
+            if now is None:
+                raise RuntimeError("simulator not started")
+            out: JsonObject = {}
+            for platform in chosen:
+                body = self._apis[platform].truth(now)
+                body["agents"] = [a.id for a in self._stores[platform].agents]
+                body["requests"] = self._requests[platform]
+                out[platform] = body
+            return {"now": iso_ms_z(now), "platforms": out}
+
+    def _with_world_now(self) -> int | None:
+        """Bring every store up to now (caller holds the lock)."""
+        if self._clock is None:
+            return None
+        now = self._clock.now_ms()
+        for store in self._stores.values():
+            store.advance(now)
+        return now
+
+    # -- HTTP ----------------------------------------------------------------
+
+    def _dispatch(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> Reply:
+        parts = urlsplit(raw_path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        path = parts.path
+        if path == "/_truth" or path.startswith("/_control/"):
+            return _reply(self._control(method, path, query, body))
+        for platform, prefix in PREFIXES.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                request = Request(method, path[len(prefix):] or "/", query, headers, body)
+                return self._platform(platform, request)
+        return _reply(Response.json(404, {"error": {"code": "not_found", "message": f"no platform at {path}"}}))
+
+    def _platform(self, platform: str, request: Request) -> Reply:
+        with self._lock:
+            self._requests[platform] += 1
+            plan = self._faults.draw()
+        if plan.slow:
+            time.sleep(self.options.slow_seconds)
+        with self._lock:
+            now = self._with_world_now()
+            assert now is not None  # requests only arrive once started
+            api = self._apis[platform]
+            response = self._answer(api, request, now)
+            response = self._faults.apply(plan, response, api.error, now)
+        if "X-Sim-Fault" in response.headers:
+            log.debug("%s %s: fault %s", platform, request.path, response.headers["X-Sim-Fault"])
+        return _reply(response)
+
+    def _answer(self, api: PlatformApi, request: Request, now: int) -> Response:
+        if not self._authorised(api.platform, request.headers):
+            return api.error(401, "unauthorized", "Invalid or missing credentials")
+        if request.method != "GET":
+            return api.error(405, "method_not_allowed", f"{request.method} is not supported here")
+        try:
+            return api.handle(request, now)
+        except BadRequest as err:
+            return api.error(400, "bad_request", str(err))
+        except NotFound as err:
+            return api.error(404, "not_found", str(err))
+        except Exception:  # a simulator bug must show as a 500 and a traceback, not kill the thread
+            log.exception("%s: failed to answer %s", api.platform, request.path)
+            return api.error(500, "internal_error", "Simulator error")
+
+    def _authorised(self, platform: str, headers: Mapping[str, str]) -> bool:
+        if platform in self._revoked:
+            return False
+        key = self.options.key_for(platform)
+        if platform == "runtools":
+            return headers.get("x-api-key") == key
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and token.strip() == key
+
+    def _control(self, method: str, path: str, query: Mapping[str, list[str]], body: bytes) -> Response:
+        if path == "/_truth":
+            if method != "GET":
+                return _control_error(405, "use GET")
+            try:
+                return Response.json(200, self.truth(query.get("platform")))
+            except ValueError as err:
+                return _control_error(400, str(err))
+        if method != "POST":
+            return _control_error(405, "use POST")
+        action = path[len("/_control/"):].strip("/")
+        try:
+            if action in ("revoke", "restore"):
+                platform = (query.get("platform") or [""])[-1]
+                (self.revoke if action == "revoke" else self.restore)(platform)
+                return Response.json(200, {"ok": True, "platform": platform, "revoked": action == "revoke"})
+            if action == "pause":
+                self.pause()
+                return Response.json(200, {"ok": True, "paused": True})
+            if action == "resume":
+                self.resume()
+                return Response.json(200, {"ok": True, "paused": False})
+            if action == "faults":
+                spec = _spec_from(body, query)
+                self.set_faults(spec)
+                return Response.json(200, {"ok": True, "faults": parse_faults(spec).describe()})
+        except ValueError as err:
+            return _control_error(400, str(err))
+        return _control_error(404, f"no control action {action!r}")
+
+
+def _spec_from(body: bytes, query: Mapping[str, list[str]]) -> str:
+    if body.strip():
+        try:
+            document = json.loads(body)
+        except ValueError as err:
+            raise ValueError(f"body is not JSON: {err}") from err
+        if not isinstance(document, dict) or not isinstance(document.get("spec", ""), str):
+            raise ValueError('body must be {"spec": "name=probability,..."}')
+        return str(document.get("spec", ""))
+    return (query.get("spec") or [""])[-1]
+
+
+def _known(platform: str) -> str:
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}; known: {', '.join(PLATFORMS)}")
+    return platform
+
+
+def _control_error(status: int, message: str) -> Response:
+    return Response.json(status, {"error": {"code": "bad_request" if status == 400 else "error", "message": message}})
+
+
+def _reply(response: Response) -> Reply:
+    headers = {"Content-Type": response.content_type, **response.headers}
+    return Reply(response.status, headers, response.body())

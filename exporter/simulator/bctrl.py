@@ -1,0 +1,308 @@
+"""bctrl: runtime runs and their activity timelines (API_NOTES.md, `bctrl`;
+seed 003 has the item schema).
+
+    GET /v1/runs?cursor&limit&status&runtimeId&spaceId   (assumed listing, newest first)
+        -> {"data": [{id, runtimeId, spaceId, runtimeKind, status, createdAt, startedAt, endedAt}], "nextCursor"}
+    GET /v1/runs/{id}
+    GET /v1/runs/{id}/activity?cursor&limit&categories&level
+        -> {"items": [...], "nextCursor": str|null}
+
+Activity items come oldest first. A run's start and end are `system` items; a
+tool call is a `commandId` group: a first `action` item with status running
+whose `type` names the command (also in `data.command` on every item of the
+group), possibly debug items, and a last item with status succeeded|failed.
+`level=summary` gives summary items only; no level (or `debug`) gives all.
+`nextCursor: null` means no more items *yet*: the cursor is a position in the
+run's fixed item sequence, so a reader that keeps its last cursor reads the
+items appended later from there. Both lists clamp `limit` to 100.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from exporter.simulator.cursors import decode_cursor, encode_cursor
+from exporter.simulator.timefmt import iso_ms_z
+from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_record
+from exporter.simulator.wire import (
+    BadRequest,
+    JsonObject,
+    JsonValue,
+    Listing,
+    NotFound,
+    Request,
+    Response,
+    listing_key,
+    vendor_error,
+)
+from exporter.simulator.world import AgentSpec, RunSpec, Store
+
+PLATFORM = "bctrl"
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 100
+CATEGORIES = frozenset({"action", "agent", "browser", "network", "console", "captcha", "storage", "artifact", "recording", "system"})
+LEVELS = frozenset({"summary", "debug"})
+RUN_STATUSES = frozenset({"pending", "running", "succeeded", "failed", "cancelled", "timed_out"})
+# normalised outcome -> severity of the run's end item
+_END_SEVERITY = {"succeeded": "info", "failed": "error", "cancelled": "warning", "timed_out": "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    ms: int
+    category: str
+    level: str
+    severity: str
+    type: str
+    title: str
+    status: str | None = None
+    message: str | None = None
+    command_id: str | None = None
+    artifact_id: str | None = None
+    data: JsonObject | None = None
+
+
+def items_of(run: RunSpec, agent: AgentSpec) -> list[Item]:
+    """The run's whole activity timeline, in time order (stable)."""
+    items = [
+        Item(run.start_ms, "system", "summary", "info", "run.started", "Run started", status="running",
+             data={"spaceId": agent.space_id}),
+    ]
+    if agent.kind == "browser" and run.flavor & 1:
+        items.append(Item(run.start_ms + 1, "recording", "summary", "info", "recording.started", "Recording started",
+                          artifact_id=f"art_{run.run_id[4:16]}"))
+    for i, ms in enumerate(run.marks):
+        items.append(Item(ms, "agent", "summary", "info", "agent.step", "Agent planned the next step",
+                          message=("Open the target page", "Find the submit button", "Verify the result")[i % 3]))
+    for i, tool in enumerate(run.tools):
+        group: JsonObject = {"command": tool.name}
+        items.append(Item(tool.start_ms, "action", "summary", "info", tool.name, f"{tool.name} started",
+                          status="running", command_id=tool.call_id, data=dict(group)))
+        debug = (run.flavor >> (2 + 2 * i)) & 3  # 0..3 debug items inside the command
+        span = tool.end_ms - tool.start_ms
+        for j in range(min(debug, 2)):
+            ms = tool.start_ms + span * (j + 1) // 3
+            if j == 0:
+                items.append(Item(ms, "network", "debug", "info", "network.request", "GET https://app.example.com/api/orders",
+                                  command_id=tool.call_id, data={**group, "status": 200}))
+            else:
+                items.append(Item(ms, "console", "debug", "warning", "console.warn", "Deprecated API used",
+                                  command_id=tool.call_id, data=dict(group)))
+        done = {**group, "durationMs": span}
+        if tool.failed:
+            items.append(Item(tool.end_ms, "action", "summary", "error", tool.name, f"{tool.name} failed", status="failed",
+                              message="Element not found: #submit", command_id=tool.call_id, data=done))
+        else:
+            items.append(Item(tool.end_ms, "action", "summary", "info", tool.name, f"{tool.name} succeeded",
+                              status="succeeded", command_id=tool.call_id, data=done))
+    word = run.outcome
+    items.append(Item(run.end_ms, "system", "summary", _END_SEVERITY[word], f"run.{word}",
+                      f"Run {word.replace('_', ' ')}", status=word,
+                      message=None if word == "succeeded" else f"Run {word.replace('_', ' ')}"))
+    items.sort(key=lambda item: item.ms)
+    return items
+
+
+def _render_item(item: Item, k: int, run: RunSpec, agent: AgentSpec) -> JsonObject:
+    out: JsonObject = {
+        "id": f"act_{run.run_id[4:]}{k:03x}",
+        "runId": run.run_id,
+        "runtimeId": agent.id,
+        "runtimeKind": agent.kind,
+        "category": item.category,
+        "level": item.level,
+        "severity": item.severity,
+        "time": iso_ms_z(item.ms),
+        "title": item.title,
+        "type": item.type,
+    }
+    if item.status is not None:
+        out["status"] = item.status
+    if item.message is not None:
+        out["message"] = item.message
+    if item.command_id is not None:
+        out["commandId"] = item.command_id
+        out["correlationId"] = f"cor_{item.command_id[4:]}"
+    if item.artifact_id is not None:
+        out["artifactId"] = item.artifact_id
+    if agent.kind == "browser" and item.category in ("action", "network", "console"):
+        out["pageId"] = f"page_{run.run_id[4:12]}"
+        out["contextId"] = f"ctx_{run.run_id[4:12]}"
+    if item.data is not None:
+        out["data"] = item.data
+    return out
+
+
+def _render_run(run: RunSpec, agent: AgentSpec, now_ms: int) -> JsonObject:
+    return {
+        "id": run.run_id,
+        "runtimeId": agent.id,
+        "spaceId": agent.space_id,
+        "runtimeKind": agent.kind,
+        "status": run.status_at(now_ms),
+        "createdAt": iso_ms_z(run.created_ms),
+        "startedAt": iso_ms_z(run.start_ms) if run.start_ms <= now_ms else None,
+        "endedAt": iso_ms_z(run.end_ms) if run.ended_by(now_ms) else None,
+    }
+
+
+class BctrlApi:
+    platform = PLATFORM
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        # Items of finished runs are final: counted once, as each run finishes.
+        self._all_done: Counter[EventKey] = Counter()
+        self._summary_done: Counter[EventKey] = Counter()
+        self._finished = FinishedRuns(store, self._record, self._count_finished)
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        return vendor_error(status, code, message)
+
+    def handle(self, request: Request, now_ms: int) -> Response:
+        parts = request.path_parts()
+        if parts == ["v1", "runs"]:
+            return self._runs(request, now_ms)
+        if len(parts) in (3, 4) and parts[:2] == ["v1", "runs"]:
+            run = self._visible_run(parts[2], now_ms)
+            agent = self._store.agents[run.agent]
+            if len(parts) == 3:
+                return Response.json(200, _render_run(run, agent, now_ms))
+            if parts[3] == "activity":
+                return self._activity(request, run, agent, now_ms)
+        raise NotFound(f"no route for {request.path}")
+
+    def _visible_run(self, run_id: str, now_ms: int) -> RunSpec:
+        seq = self._store.by_id.get(run_id)
+        if seq is None or self._store.runs[seq].created_ms > now_ms:
+            raise NotFound("Run not found or not visible to actor")
+        return self._store.runs[seq]
+
+    def _runs(self, request: Request, now_ms: int) -> Response:
+        store = self._store
+        limit = min(request.int_arg("limit", DEFAULT_LIMIT), MAX_LIMIT)
+        statuses = _csv(request, "status")
+        if statuses - RUN_STATUSES:
+            raise BadRequest(f"status must be among {sorted(RUN_STATUSES)}")
+        runtimes = _csv(request, "runtimeId")
+        spaces = _csv(request, "spaceId")
+        log = store.created
+        position = len(log)  # exclusive: this page looks below it, newest first
+        cursor = request.arg("cursor")
+        if cursor:
+            state = decode_cursor(cursor)
+            position_value = state.get("p")
+            if not isinstance(position_value, int) or not 0 <= position_value <= len(log):
+                raise BadRequest("invalid cursor")
+            position = position_value
+        floor = 0
+        if statuses and statuses <= {"pending", "running"}:
+            # Runs in flight were created within the longest run's time: no
+            # need to walk the whole history to find them.
+            floor = log.first_at_or_after(now_ms - store.max_run_ms)
+        page: list[JsonValue] = []
+        last = -1
+        more = False
+        for index in range(position - 1, floor - 1, -1):
+            run = store.runs[log.val[index]]
+            agent = store.agents[run.agent]
+            if statuses and run.status_at(now_ms) not in statuses:
+                continue
+            if (runtimes and agent.id not in runtimes) or (spaces and agent.space_id not in spaces):
+                continue
+            if len(page) == limit:
+                more = True
+                break
+            page.append(_render_run(run, agent, now_ms))
+            last = index
+        payload: JsonObject = {"data": page, "nextCursor": encode_cursor({"p": last}) if more else None}
+        key = listing_key(PLATFORM, request, skip=("cursor",))
+        return Response.json(200, payload, Listing(key, ("data",), ("nextCursor",)))
+
+    def _activity(self, request: Request, run: RunSpec, agent: AgentSpec, now_ms: int) -> Response:
+        limit = min(request.int_arg("limit", DEFAULT_LIMIT), MAX_LIMIT)
+        categories: set[str] = set()
+        for value in request.args("categories") + request.args("categories[]"):
+            categories.update(c.strip() for c in value.split(",") if c.strip())
+        if categories - CATEGORIES:
+            raise BadRequest(f"categories must be among {sorted(CATEGORIES)}")
+        level = request.arg("level")
+        if level and level not in LEVELS:
+            raise BadRequest("level must be summary or debug")
+        items = items_of(run, agent)
+        start = 0
+        cursor = request.arg("cursor")
+        if cursor:
+            state = decode_cursor(cursor)
+            position = state.get("p")
+            if state.get("r") != run.run_id or not isinstance(position, int) or not 0 <= position <= len(items):
+                raise BadRequest("invalid cursor")
+            start = position
+        page: list[JsonValue] = []
+        next_start: int | None = None
+        for k in range(start, len(items)):
+            item = items[k]
+            if item.ms > now_ms:
+                break  # later items are not there yet
+            if categories and item.category not in categories:
+                continue
+            if level == "summary" and item.level != "summary":
+                continue
+            if len(page) == limit:
+                next_start = k
+                break
+            page.append(_render_item(item, k, run, agent))
+        next_cursor = encode_cursor({"r": run.run_id, "p": next_start}) if next_start is not None else None
+        payload: JsonObject = {"items": page, "nextCursor": next_cursor}
+        key = listing_key(PLATFORM, request, skip=("cursor",))
+        return Response.json(200, payload, Listing(key, ("items",), ("nextCursor",)))
+
+    def _record(self, run: RunSpec) -> JsonObject:
+        return run_record(
+            run_id=run.run_id,
+            agent=self._store.agents[run.agent].id,
+            status=run.outcome,
+            raw_status=run.outcome,
+            parent_run_id=None,
+            root_run_id=None,
+            started_ms=run.start_ms,
+            ended_ms=run.end_ms,
+            tool_calls=[tool_record(t.call_id, t.name, "failed" if t.failed else "succeeded") for t in run.tools],
+            input_tokens=None,
+            output_tokens=None,
+            total_tokens=None,
+            cost_usd=None,
+        )
+
+    def _count_finished(self, run: RunSpec) -> None:
+        self._count(run, run.end_ms, self._all_done, self._summary_done)
+
+    def _count(self, run: RunSpec, now_ms: int, every: Counter[EventKey], summary: Counter[EventKey]) -> None:
+        for item in items_of(run, self._store.agents[run.agent]):
+            if item.ms > now_ms:
+                break
+            key = (item.category, item.severity, item.status)
+            every[key] += 1
+            if item.level == "summary":
+                summary[key] += 1
+
+    def truth(self, now_ms: int) -> JsonObject:
+        """Runs finished by now; activity items visible now counted by
+        (category, severity, status), all levels and summary level apart."""
+        runs = self._finished.records()
+        every, summary = Counter(self._all_done), Counter(self._summary_done)
+        # Runs still in flight were created within the longest run's time.
+        log = self._store.created
+        for i in range(log.first_at_or_after(now_ms - self._store.max_run_ms), len(log)):
+            run = self._store.runs[log.val[i]]
+            if not run.ended_by(now_ms):
+                self._count(run, now_ms, every, summary)
+        return {"runs": runs, "events": event_counts(every), "events_summary": event_counts(summary)}
+
+
+def _csv(request: Request, name: str) -> set[str]:
+    out: set[str] = set()
+    for value in request.args(name):
+        out.update(v.strip() for v in value.split(",") if v.strip())
+    return out
