@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 
 from prometheus_client import CollectorRegistry
 
@@ -97,12 +98,12 @@ class Exporter:
                 "up": st.up,
                 "polls": st.polls,
                 "last_outcome": st.last_outcome,
-                "last_poll_at": st.last_poll_at,
-                "last_success_at": st.last_success_at,
+                "last_poll_at": _iso(st.last_poll_at),
+                "last_success_at": _iso(st.last_success_at),
                 "last_error": self.redactor.redact(st.last_error) if st.last_error else None,
                 "skipped_ticks": st.skipped_ticks,
                 "open_runs": sum(self.store.open_run_counts(job.source.name).values()),
-                "watermark": cp.get("watermark"),
+                "checkpoint": self.redactor.redact_data(_summary(cp)),
             }
         return {
             "version": __version__,
@@ -110,3 +111,18 @@ class Exporter:
             "outbox_spans": self.store.outbox_spans(),
             "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
         }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat() if epoch is not None else None
+
+
+def _summary(value: object, depth: int = 0) -> object:
+    """A checkpoint for humans: large maps (dedup caches) shown as a count."""
+    if isinstance(value, dict):
+        if len(value) > 20 or depth > 3:
+            return f"<{len(value)} entries>"
+        return {k: _summary(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > 20:
+        return f"<{len(value)} items>"
+    return value

@@ -558,6 +558,9 @@ def _v_list(
     item: Callable[[object, str, _Checker], str], *, nonempty: bool = True, unique: bool = True
 ) -> Callable[[object, str, _Checker], tuple[str, ...]]:
     def validate(value: object, path: str, ck: _Checker) -> tuple[str, ...]:
+        if isinstance(value, _Substituted):
+            # A list from one environment variable: `agents: ${AGENT_UIDS}` with "a,b,c".
+            value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list):
             ck.fail(path, f"must be a list (got {_show(value)})")
         if nonempty and not value:

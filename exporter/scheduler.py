@@ -69,7 +69,7 @@ class Pipeline:
         reasons: dict[str, int] = {}
         for rejected in batch.rejected:
             reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
-            log.warning("skipped a record that does not parse: %s", rejected.detail,
+            log.warning("rejected a record (or a field of one) that does not parse: %s", rejected.detail,
                         extra={"source": source.name, "record_id": rejected.record_id})
         updates += [Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()]
         updates += extra

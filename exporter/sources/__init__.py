@@ -13,6 +13,7 @@ from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import Source
 from exporter.sources.bctrl import BctrlSource
 from exporter.sources.runtools import RuntoolsSource
+from exporter.sources.runtype import RuntypeSource
 
 
 class SourceFactory(Protocol):
@@ -25,6 +26,7 @@ SOURCES: dict[str, SourceFactory] = {
     "runtools": RuntoolsSource,
     "agent_activities": AgentActivitiesSource,
     "bctrl": BctrlSource,
+    "runtype": RuntypeSource,
 }
 
 

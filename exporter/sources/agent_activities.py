@@ -547,7 +547,8 @@ def _parse_steps(
         except BadRecordError as err:
             rejects.append(Rejected(reason=err.reason, record_id=err.record_id, detail=err.message))
             continue
-        key = f"step-{number}" if number is not None else f"step-at-{i}"
+        # The platform's step number is the closest thing to an id it gives.
+        key = str(number) if number is not None else f"at-{i}"
         if key in keys:  # a repeated step number: keep span keys unique
             key = f"{key}-at-{i}"
         keys.add(key)

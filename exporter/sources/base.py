@@ -3,6 +3,7 @@ following cursors without looping, and parsing fields of untrusted JSON."""
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,7 +77,7 @@ class Fields:
     """Typed access to one untrusted JSON object; every failure is a
     BadRecordError with a bounded reason, naming the record."""
 
-    def __init__(self, source: str, obj: object, record_id: str | None = None) -> None:
+    def __init__(self, source: builtins.str, obj: object, record_id: builtins.str | None = None) -> None:
         if not isinstance(obj, dict):
             raise BadRecordError(source, "bad_type", record_id or "?", "not an object")
         self.source = source
@@ -84,13 +85,13 @@ class Fields:
         raw_id = obj.get("id")
         self.record_id = record_id or (str(raw_id) if isinstance(raw_id, (str, int)) else "?")
 
-    def _missing(self, key: str) -> BadRecordError:
+    def _missing(self, key: builtins.str) -> BadRecordError:
         return BadRecordError(self.source, "missing_field", self.record_id, key)
 
-    def _bad(self, key: str, reason: str = "bad_type") -> BadRecordError:
+    def _bad(self, key: builtins.str, reason: builtins.str = "bad_type") -> BadRecordError:
         return BadRecordError(self.source, reason, self.record_id, key)
 
-    def str(self, key: str) -> str:
+    def str(self, key: builtins.str) -> builtins.str:
         value = self.obj.get(key)
         if value is None or value == "":
             raise self._missing(key)
@@ -98,7 +99,7 @@ class Fields:
             raise self._bad(key)
         return str(value)
 
-    def opt_str(self, key: str) -> str | None:
+    def opt_str(self, key: builtins.str) -> builtins.str | None:
         value = self.obj.get(key)
         if value is None or value == "":
             return None
@@ -106,7 +107,7 @@ class Fields:
             return str(value)
         raise self._bad(key)
 
-    def time(self, key: str) -> datetime:
+    def time(self, key: builtins.str) -> datetime:
         value = self.obj.get(key)
         if value is None:
             raise self._missing(key)
@@ -115,10 +116,10 @@ class Fields:
         except ValueError:
             raise self._bad(key, "bad_timestamp") from None
 
-    def opt_time(self, key: str) -> datetime | None:
+    def opt_time(self, key: builtins.str) -> datetime | None:
         return None if self.obj.get(key) is None else self.time(key)
 
-    def opt_int(self, key: str) -> int | None:
+    def opt_int(self, key: builtins.str) -> int | None:
         value = self.obj.get(key)
         if value is None:
             return None
@@ -126,13 +127,13 @@ class Fields:
             raise self._bad(key)
         return int(value)
 
-    def opt_bool(self, key: str) -> bool | None:
+    def opt_bool(self, key: builtins.str) -> bool | None:
         value = self.obj.get(key)
         if value is None or isinstance(value, bool):
             return value
         raise self._bad(key)
 
-    def opt_decimal(self, key: str) -> Decimal | None:
+    def opt_decimal(self, key: builtins.str) -> Decimal | None:
         value = self.obj.get(key)
         if value is None:
             return None
@@ -146,13 +147,13 @@ class Fields:
             raise self._bad(key, "bad_value")
         return result
 
-    def opt_obj(self, key: str) -> dict[str, object] | None:
+    def opt_obj(self, key: builtins.str) -> dict[str, object] | None:
         value = self.obj.get(key)
         if value is None or isinstance(value, dict):
             return value
         raise self._bad(key)
 
-    def opt_list(self, key: str) -> list[object]:
+    def opt_list(self, key: builtins.str) -> list[object]:
         value = self.obj.get(key)
         if value is None:
             return []

@@ -258,6 +258,20 @@ def test_substitution_defaults_escapes_and_typed_values() -> None:
     assert type(a.name) is str and type(b.secret) is str
 
 
+def test_a_list_from_one_variable_is_comma_separated(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "sources: [{name: a, type: agent_activities, base_url: 'https://x.example', token: t-1234,"
+        " agents: '${AGENT_UIDS}'}]\n",
+        encoding="utf-8",
+    )
+    config = load_config(path, env={"AGENT_UIDS": "uid-1, uid-2,uid-3"})
+    assert config.sources[0].options["agents"] == ("uid-1", "uid-2", "uid-3")
+    path.write_text(path.read_text().replace("'${AGENT_UIDS}'", "'uid-1,uid-2'"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"sources\[0\]\.agents: must be a list"):
+        load_config(path, env={})  # a literal string in the file stays a type error
+
+
 def test_literal_string_is_not_coerced(tmp_path: Path) -> None:
     """Only values that came from a variable are read as numbers/bools."""
     path = tmp_path / "c.yaml"

@@ -247,12 +247,12 @@ def test_seed_examples_parse_into_a_run_with_tool_calls_steps_and_events() -> No
     assert run.input == '{"message_uid":"msg-uuid-here"}' and run.error_message is None
     calls = [(c.name, c.id, c.started_at, c.ended_at, c.status) for c in run.tool_calls]
     assert calls == [
-        ("read_entity", "step-1", T0 + timedelta(seconds=5), T0 + timedelta(seconds=10), ToolStatus.UNKNOWN),
-        ("send_email", "step-3", T0 + timedelta(seconds=10), T0 + timedelta(seconds=75), ToolStatus.UNKNOWN),
+        ("read_entity", "1", T0 + timedelta(seconds=5), T0 + timedelta(seconds=10), ToolStatus.UNKNOWN),
+        ("send_email", "3", T0 + timedelta(seconds=10), T0 + timedelta(seconds=75), ToolStatus.UNKNOWN),
     ]
     assert all(("agent_activity.time_derived", True) in c.attributes for c in run.tool_calls)
     assert run.tool_calls[1].output == '{"uid":"sent-email-uuid","status":"sent"}'
-    assert [(s.key, s.name, s.started_at) for s in run.steps] == [("step-2", "classify_entity", None)]
+    assert [(s.key, s.name, s.started_at) for s in run.steps] == [("2", "classify_entity", None)]
     assert [(e.name, e.category, e.severity, e.status) for e in run.events] == [
         ("goal_defined", "timeline", Severity.INFO, "defined"),
         ("run_completed", "timeline", Severity.INFO, "completed"),

@@ -1,0 +1,641 @@
+"""runtype source: parsing, windows, open executions, sub-agents, tool calls,
+dedup, failures and request counts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import cast
+
+import httpx
+import pytest
+
+from exporter.convert.traces import run_to_spans, run_trace_id
+from exporter.model import Batch, OpenRun, Run, RunStatus, ToolStatus, parse_time
+from exporter.sources.base import PollContext
+from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
+from exporter.sources.runtype import RuntypeSource
+from tests.conftest import seed_json_blocks, source_config
+
+FIXTURES = Path(__file__).parent / "fixtures" / "runtype"
+T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def iso(seconds: float) -> str:
+    return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
+
+
+def execution(exec_id: str, agent: str, created: float, status: str = "completed", *,
+              parent: str | None = None, duration: float = 5.0, **extra: object) -> dict[str, object]:
+    done = status not in ("pending", "running")
+    body: dict[str, object] = {
+        "id": exec_id, "agentId": agent, "agentSource": "runtype-core", "executionId": exec_id,
+        "parentExecutionId": parent, "surfaceType": "web", "status": status, "iterations": 2 if done else None,
+        "totalCost": "0.010" if done else None, "stopReason": "end_turn" if done else None,
+        "startedAt": iso(created + 1), "completedAt": iso(created + 1 + duration) if done else None,
+        "createdAt": iso(created), "agentSpec": None, "totalTokens": 100 if done else None,
+        "inputMessages": [{"role": "user", "content": f"hello {exec_id}"}],
+    }
+    body.update(extra)
+    return body
+
+
+class Platform:
+    """A runtype API over in-memory agents, executions and tool calls.
+    Listings are newest first by createdAt, filtered by from/to (inclusive),
+    cursor = offset; list items leave out the detail-only fields."""
+
+    DETAIL_ONLY = ("finalOutput", "error", "errorMessage")
+
+    def __init__(self, agents: list[str], page: int = 3) -> None:
+        self.agents = [{"id": a, "name": f"Agent {a}"} for a in agents]
+        self.executions: dict[str, dict[str, object]] = {}
+        self.tool_calls: dict[str, list[dict[str, object]]] = {}
+        self.page = page
+        self.requests: list[httpx.Request] = []
+
+    def add(self, *items: dict[str, object]) -> None:
+        for item in items:
+            self.executions[str(item["id"])] = item
+
+    def paths(self) -> list[str]:
+        return [r.url.path + ("?executionId" if "executionId" in r.url.params else "") for r in self.requests]
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        parts = request.url.path.strip("/").split("/")
+        q = request.url.params
+        if parts == ["v1", "agents"]:
+            return self._page(self.agents, q)
+        agent = parts[2]
+        if len(parts) == 4:  # executions listing
+            if "executionId" in q:
+                found = [self._list_item(e) for e in self.executions.values() if e["id"] == q["executionId"]]
+                return self._page(found, q)
+            lo = parse_time(q["from"]) if "from" in q else datetime.min.replace(tzinfo=timezone.utc)
+            hi = parse_time(q["to"]) if "to" in q else datetime.max.replace(tzinfo=timezone.utc)
+            mine = [e for e in self.executions.values()
+                    if e["agentId"] == agent and lo <= parse_time(e["createdAt"]) <= hi]
+            mine.sort(key=lambda e: parse_time(e["createdAt"]), reverse=True)
+            return self._page([self._list_item(e) for e in mine], q)
+        item = self.executions.get(parts[4])
+        if item is None or item["agentId"] != agent:
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "execution not found"}})
+        if len(parts) == 5:
+            return httpx.Response(200, json={"data": item})
+        return self._page(self.tool_calls.get(parts[4], []), q)
+
+    def _list_item(self, item: dict[str, object]) -> dict[str, object]:
+        return {k: v for k, v in item.items() if k not in self.DETAIL_ONLY}
+
+    def _page(self, items: list[dict[str, object]], q: httpx.QueryParams) -> httpx.Response:
+        offset = int(q.get("cursor") or 0)
+        size = min(self.page, int(q.get("limit") or self.page))
+        more = offset + size < len(items)
+        return httpx.Response(200, json={
+            "data": items[offset: offset + size],
+            "pagination": {"nextCursor": str(offset + size) if more else None, "prevCursor": None,
+                           "hasMore": more, "hasPrev": offset > 0, "limit": size},
+        })
+
+
+class FakeState:
+    """In-memory StateView that applies committed batches like the store."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, OpenRun] = {}
+        self.seen: dict[str, float] = {}
+        self.checkpoint: dict[str, object] = {}
+
+    def open_run(self, run_id: str) -> OpenRun | None:
+        return self.open.get(run_id)
+
+    def open_runs(self) -> Iterator[OpenRun]:
+        after = ""  # keyset order, re-read after each step, as the store does
+        while ids := sorted(k for k in self.open if k > after):
+            after = ids[0]
+            yield self.open[after]
+
+    def finished_open_runs(self, limit: int) -> list[OpenRun]:
+        return [o for o in self.open.values() if o.finished][:limit]
+
+    def is_seen(self, key: str) -> bool:
+        return key in self.seen
+
+    def apply(self, batch: Batch) -> None:
+        for run_id in batch.open_deletes:
+            self.open.pop(run_id, None)
+        for run_id, o in batch.open_upserts.items():
+            if run_id not in batch.open_deletes:
+                self.open[run_id] = OpenRun(run_id=o.run_id, agent=o.agent, opened_at=o.opened_at,
+                                            data=json.loads(json.dumps(o.data)), finished=o.finished)
+        self.seen.update(batch.seen_add)
+        if batch.seen_prune_before is not None:
+            self.seen = {k: at for k, at in self.seen.items() if at >= batch.seen_prune_before}
+        if batch.checkpoint is not None:
+            self.checkpoint = json.loads(json.dumps(batch.checkpoint))
+
+
+class Harness:
+    def __init__(self, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
+        self.state = FakeState()
+        config = source_config("runtype", name="rt", start_from=start_from, **options)
+        self.source = RuntypeSource(config, transport=httpx.MockTransport(handler))
+        self.runs: list[Run] = []
+        self.rejected: list[tuple[str, str]] = []
+        self.records: dict[str, int] = {}
+        self.caught_up: datetime | None = None
+
+    def poll(self, now: datetime, stop_after: int | None = None) -> None:
+        ctx = PollContext(checkpoint=self.state.checkpoint, now=now, state=self.state)
+        for n, batch in enumerate(self.source.poll(ctx)):
+            self.state.apply(batch)
+            self.runs += batch.runs
+            self.rejected += [(r.reason, r.record_id) for r in batch.rejected]
+            for kind, count in batch.records.items():
+                self.records[kind] = self.records.get(kind, 0) + count
+            self.caught_up = batch.caught_up_to or self.caught_up
+            if stop_after is not None and n + 1 >= stop_after:
+                return  # as if the process died after this commit
+
+    def by_id(self) -> dict[str, Run]:
+        return {r.run_id: r for r in self.runs}
+
+    def agent_checkpoint(self, agent: str) -> dict[str, object]:
+        agents = self.state.checkpoint["agents"]
+        assert isinstance(agents, dict)
+        return dict(agents[agent])
+
+
+# -- the seed page -----------------------------------------------------------
+
+
+def test_seed_example_parses() -> None:
+    page = json.loads((FIXTURES / "executions_page.json").read_text())
+    assert seed_json_blocks("004") == [page], "the fixture is the seed page's example"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("cursor"):  # the example says hasMore: true
+            return httpx.Response(200, json={"data": [], "pagination": {"nextCursor": None, "hasMore": False}})
+        return httpx.Response(200, json=page)
+
+    h = Harness(handler, agents=["agent_12345abcde"], tool_calls=False)
+    h.poll(datetime(2024, 6, 10, 14, 30, tzinfo=timezone.utc))
+    assert h.rejected == []
+    [run] = h.runs
+    assert (run.run_id, run.agent_id, run.agent_name, run.status, run.raw_status) == (
+        "exec_9f8b7c6d5a4e3f21", "agent_12345abcde", "agent_12345abcde", RunStatus.SUCCEEDED, "completed")
+    assert run.started_at == datetime(2024, 6, 10, 14, 22, 30, tzinfo=timezone.utc)
+    assert run.ended_at == datetime(2024, 6, 10, 14, 25, 45, tzinfo=timezone.utc)
+    assert (run.cost_usd, run.total_tokens, run.iterations) == (Decimal("0.023"), 450, 3)
+    assert (run.finish_reasons, run.trigger_type, run.root_run_id, run.parent_run_id) == (
+        ("max_iterations_reached",), "webhook", None, None)
+    assert ("agent_activity.agent_source", "runtype-core") in run.attributes
+
+
+# -- incremental reading -------------------------------------------------------
+
+
+def test_incremental_polls_with_all_agents_and_a_ten_minute_agent_list() -> None:
+    p = Platform(["alpha", "beta"])
+    p.add(execution("e1", "alpha", -600), execution("e2", "beta", -300))
+    h = Harness(p)
+    h.poll(T0)
+    assert sorted(h.by_id()) == ["e1", "e2"]
+    assert h.by_id()["e1"].agent_name == "Agent alpha"
+    assert h.by_id()["e1"].input == '[{"content": "hello e1", "role": "user"}]'
+    assert h.caught_up == T0
+    assert p.paths().count("/v1/agents") == 1
+
+    p.add(execution("e3", "alpha", 20), execution("e4", "alpha", 40))
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=60))
+    assert sorted(r.run_id for r in h.runs) == ["e1", "e2", "e3", "e4"]
+    assert "/v1/agents" not in p.paths()  # listed less than 10 minutes ago
+    q = p.requests[0].url.params
+    assert (q["from"], q["to"]) == ("2026-05-10T11:59:30.000Z", "2026-05-10T12:01:00.000Z")  # watermark - lookback
+
+    # A new agent appears; it is found by the next listing, 10 minutes on.
+    p.agents.append({"id": "gamma", "name": "Agent gamma"})
+    p.add(execution("e5", "gamma", 500))
+    h.poll(T0 + timedelta(seconds=550))
+    assert "e5" not in h.by_id()
+    h.poll(T0 + timedelta(seconds=660))
+    assert h.by_id()["e5"].agent_name == "Agent gamma"
+    assert len(h.runs) == 5
+    assert sorted(cast(dict[str, object], h.state.checkpoint["agents"])) == ["alpha", "beta", "gamma"]
+
+
+def test_crash_mid_window_resumes_from_committed_cursor() -> None:
+    p = Platform(["alpha"], page=2)
+    p.add(*(execution(f"e{i}", "alpha", -100 * i) for i in range(1, 8)))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0, stop_after=2)  # the agent-set batch, then the first page
+    assert len(h.runs) == 2
+    window = cast(dict[str, object], h.agent_checkpoint("alpha")["window"])
+    assert window["cursor"] == "2"
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=5))
+    assert sorted(r.run_id for r in h.runs) == [f"e{i}" for i in range(1, 8)]
+    assert p.requests[0].url.params["cursor"] == "2"  # resumed, not restarted
+    assert "window" not in h.agent_checkpoint("alpha")
+
+
+def test_repeated_items_and_pages_count_once() -> None:
+    items = [execution("e1", "alpha", -30), execution("e2", "alpha", -20)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        cursor = request.url.params.get("cursor")
+        pagination = {"nextCursor": "p2" if cursor is None else None, "hasMore": cursor is None}
+        return httpx.Response(200, json={"data": items + items[:1], "pagination": pagination})  # page 2 repeats page 1
+
+    h = Harness(handler, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    h.poll(T0 + timedelta(seconds=10))  # the overlap re-reads them again
+    assert sorted(r.run_id for r in h.runs) == ["e1", "e2"]
+
+
+def test_idle_poll_costs_one_listing_per_agent() -> None:
+    p = Platform(["alpha", "beta"])
+    p.add(execution("e1", "alpha", -100))
+    p.tool_calls["e1"] = [{"id": "tc1", "toolName": "search", "status": "completed", "createdAt": iso(-98)}]
+    h = Harness(p)
+    h.poll(T0)
+    p.requests.clear()
+    for minute in range(1, 6):
+        h.poll(T0 + timedelta(minutes=minute))
+    assert p.paths() == ["/v1/agents/alpha/executions", "/v1/agents/beta/executions"] * 5
+    p.requests.clear()
+    h.poll(T0 + timedelta(minutes=11))  # the agent list is refreshed every 10 minutes
+    assert p.paths() == ["/v1/agents", "/v1/agents/alpha/executions", "/v1/agents/beta/executions"]
+    assert len(h.runs) == 1
+
+
+# -- open executions ------------------------------------------------------------
+
+
+def test_running_execution_is_rechecked_by_id_and_exported_once_finished() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -10, "running"))
+    h = Harness(p, agents=["alpha"])
+    h.poll(T0)
+    assert h.runs == []
+    [open_run] = h.state.open.values()
+    assert (open_run.run_id, open_run.agent, open_run.finished) == ("e1", "alpha", False)
+
+    # Still in the listing's window (lookback): no detail request needed.
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=15))
+    h.poll(T0 + timedelta(seconds=60))
+    assert p.paths() == ["/v1/agents/alpha/executions"] * 2
+
+    # Out of the window: re-read by id, still running.
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=120))
+    assert p.paths() == ["/v1/agents/alpha/executions", "/v1/agents/alpha/executions/e1"]
+    assert h.runs == [] and list(h.state.open) == ["e1"]
+
+    # It ends: the detail (with finalOutput) makes the run, its tool calls are read once.
+    p.add(execution("e1", "alpha", -10, "completed", duration=200, finalOutput={"answer": 42}))
+    p.tool_calls["e1"] = [{"id": "tc1", "toolName": "search", "status": "completed", "createdAt": iso(5),
+                           "executionTimeMs": 1500, "inputParameters": {"q": "x"}, "outputResult": "found"}]
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=240))
+    assert p.paths() == ["/v1/agents/alpha/executions", "/v1/agents/alpha/executions/e1",
+                         "/v1/agents/alpha/executions/e1/tool-calls"]
+    [run] = h.runs
+    assert (run.status, run.output, run.ended_at) == (
+        RunStatus.SUCCEEDED, '{"answer": 42}', T0 + timedelta(seconds=191))
+    assert [(c.id, c.name, c.status, c.input, c.output) for c in run.tool_calls] == [
+        ("tc1", "search", ToolStatus.SUCCEEDED, '{"q": "x"}', "found")]
+    assert run.tool_calls[0].ended_at - run.tool_calls[0].started_at == timedelta(milliseconds=1500)
+    assert ("agent_activity.time_derived", True) in run.tool_calls[0].attributes
+    assert h.state.open == {}
+
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=300))
+    assert p.paths() == ["/v1/agents/alpha/executions"] and len(h.runs) == 1
+
+
+def test_open_execution_that_vanishes_is_given_up_as_incomplete() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -10, "pending"))
+    h = Harness(p, agents=["alpha"])
+    h.poll(T0)
+    del p.executions["e1"]
+    h.poll(T0 + timedelta(seconds=120))
+    [run] = h.runs
+    assert (run.status, run.ended_at, run.raw_status) == (RunStatus.INCOMPLETE, None, "pending")
+    assert h.state.open == {}
+    h.poll(T0 + timedelta(seconds=180))
+    assert len(h.runs) == 1
+
+
+def test_unknown_status_is_open_without_completed_at_and_unknown_with_it() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -20, "paused", completedAt=None),
+          execution("e2", "alpha", -10, "archived"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    assert [(r.run_id, r.status, r.raw_status) for r in h.runs] == [("e2", RunStatus.UNKNOWN, "archived")]
+    assert list(h.state.open) == ["e1"]
+
+
+def test_expire_builds_an_incomplete_run() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -10, "running"))
+    h = Harness(p, agents=["alpha"])
+    h.poll(T0)
+    run = h.source.expire(h.state.open["e1"], T0 + timedelta(hours=2))
+    assert (run.run_id, run.status, run.ended_at, run.started_at, run.agent_id) == (
+        "e1", RunStatus.INCOMPLETE, None, T0 - timedelta(seconds=9), "alpha")
+
+
+# -- failures of one execution ----------------------------------------------------
+
+
+def test_failed_execution_takes_the_error_from_its_detail() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -30, "failed", error={"message": "model quota exceeded"}),
+          execution("e2", "alpha", -20, "timed_out", stopReason="timeout"),
+          execution("e3", "alpha", -10, "failed", errorMessage="search failed"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    runs = h.by_id()
+    assert (runs["e1"].status, runs["e1"].error_message, runs["e1"].error_type) == (
+        RunStatus.FAILED, "model quota exceeded", "failed")
+    assert (runs["e2"].status, runs["e2"].error_message) == (RunStatus.TIMED_OUT, "timeout")  # no error: stopReason
+    assert runs["e3"].error_message == "search failed"  # the detail's errorMessage
+    assert sorted(p.paths()) == sorted(["/v1/agents/alpha/executions", "/v1/agents/alpha/executions/e1",
+                                        "/v1/agents/alpha/executions/e2", "/v1/agents/alpha/executions/e3"])
+
+
+def test_bad_record_is_rejected_and_the_rest_used() -> None:
+    items: list[object] = [
+        execution("e1", "alpha", -30),
+        execution("e2", "alpha", -20, startedAt="not a time"),
+        execution("e3", "alpha", -10, totalCost="n/a"),
+        execution("e4", "alpha", -5, status=None),
+        "not an object",
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": items, "pagination": {"nextCursor": None, "hasMore": False}})
+
+    h = Harness(handler, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    assert sorted(r.run_id for r in h.runs) == ["e1", "e3"]
+    assert h.by_id()["e3"].cost_usd is None  # kept, without its cost
+    assert sorted(h.rejected) == [("bad_timestamp", "e2"), ("bad_type", "?"), ("bad_value", "e3"),
+                                  ("missing_field", "e4")]
+    assert h.records["execution"] == 5
+
+
+def test_bad_tool_call_is_rejected_and_the_run_kept() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -30))
+    p.tool_calls["e1"] = [
+        {"id": "tc1", "toolName": "search", "status": "failed", "createdAt": iso(-29), "executionTimeMs": 10,
+         "errorMessage": "boom"},
+        {"id": "tc2", "toolName": "send", "status": "completed"},  # no createdAt
+        {"id": "tc3", "toolName": "odd", "status": "exploded", "createdAt": iso(-27)},
+        {"id": "tc1", "toolName": "search", "status": "failed", "createdAt": iso(-29)},  # repeated
+    ]
+    p.page = 2
+    h = Harness(p, agents=["alpha"])
+    h.poll(T0)
+    [run] = h.runs
+    calls = {c.id: c for c in run.tool_calls}
+    assert sorted(calls) == ["tc1", "tc3"]
+    assert (calls["tc1"].status, calls["tc1"].error_message) == (ToolStatus.FAILED, "boom")
+    assert (calls["tc3"].status, calls["tc3"].ended_at, calls["tc3"].raw_status) == (
+        ToolStatus.UNKNOWN, None, "exploded")
+    assert h.rejected == [("missing_field", "tc2")]
+
+
+# -- sub-agents --------------------------------------------------------------------
+
+
+def test_sub_agents_land_in_the_top_level_trace_whoever_is_read_first() -> None:
+    # Agents are read in id order: the sub-sub-agent first, the top-level agent last.
+    p = Platform(["a_leaf", "b_sub", "c_top"])
+    p.add(execution("top", "c_top", -100, "running"),
+          execution("mid", "b_sub", -90, parent="top"),
+          execution("leaf", "a_leaf", -80, parent="mid"),
+          execution("leaf2", "a_leaf", -70, parent="mid"))
+    h = Harness(p, tool_calls=False)
+    h.poll(T0)
+    runs = h.by_id()
+    assert sorted(runs) == ["leaf", "leaf2", "mid"]  # "top" still running
+    assert {(r.run_id, r.parent_run_id, r.root_run_id) for r in runs.values()} == {
+        ("leaf", "mid", "top"), ("leaf2", "mid", "top"), ("mid", "top", "top")}
+    # The chain was followed by the executionId filter, once per unknown ancestor
+    # (asked of the agent that named it: mid via a_leaf, then top via mid's b_sub).
+    assert [x for x in p.paths() if x.endswith("?executionId")] == [
+        "/v1/agents/a_leaf/executions?executionId", "/v1/agents/b_sub/executions?executionId"]
+    assert runs["mid"].agent_id == "b_sub" and runs["mid"].agent_name == "Agent b_sub"
+
+    p.add(execution("top", "c_top", -100, "completed", duration=60))
+    h.poll(T0 + timedelta(seconds=120))
+    top = h.by_id()["top"]
+    assert (top.root_run_id, top.parent_run_id) == (None, None)
+    trace = run_trace_id(top)
+    assert {run_trace_id(r) for r in h.runs} == {trace}
+    spans = {s["name"]: s for r in h.runs for s in run_to_spans(r)}
+    assert "parentSpanId" not in spans["invoke_agent Agent c_top"]
+    assert spans["invoke_agent Agent b_sub"]["parentSpanId"] == spans["invoke_agent Agent c_top"]["spanId"]
+    leaf_spans = [s for r in h.runs if r.agent_id == "a_leaf" for s in run_to_spans(r)]
+    assert {s["parentSpanId"] for s in leaf_spans} == {spans["invoke_agent Agent b_sub"]["spanId"]}
+
+
+def test_child_listed_before_its_parent_on_the_same_page_needs_no_lookup() -> None:
+    p = Platform(["alpha"], page=10)
+    p.add(execution("top", "alpha", -100), execution("child", "alpha", -50, parent="top"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    assert h.by_id()["child"].root_run_id == "top"
+    assert p.paths() == ["/v1/agents/alpha/executions"]
+    # A later child of the same (finished) parent, in another poll: known top-level, no lookup.
+    p.add(execution("child2", "alpha", 30, parent="top"))
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=60))
+    assert h.by_id()["child2"].root_run_id == "top"
+    assert p.paths() == ["/v1/agents/alpha/executions"]
+
+
+def test_unresolvable_parent_keeps_the_run_and_marks_it() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("child", "alpha", -50, parent="ghost"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    [run] = h.runs
+    assert (run.parent_run_id, run.root_run_id) == ("ghost", "ghost")
+    assert ("agent_activity.root_unresolved", True) in run.attributes
+
+
+# -- bad responses -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("response", [
+    httpx.Response(200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}),
+    httpx.Response(200, json={"items": []}),
+    httpx.Response(200, text='{"data": [{"id": '),
+])
+def test_bad_responses_fail_the_poll_and_keep_the_checkpoint(response: httpx.Response) -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -30))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    before = json.loads(json.dumps(h.state.checkpoint))
+    h.source._client._retries = 0
+    h.source._client._client._transport = httpx.MockTransport(lambda r: response)
+    with pytest.raises(BadResponseError):
+        h.poll(T0 + timedelta(seconds=60))
+    assert h.state.checkpoint == before
+
+
+def test_401_is_an_auth_error() -> None:
+    h = Harness(lambda r: httpx.Response(401, json={"error": {"code": "unauthorized", "message": "bad key"}}))
+    with pytest.raises(AuthError):
+        h.poll(T0)
+    with pytest.raises(AuthError):
+        h.source.probe()
+
+
+def test_repeated_cursor_ends_the_poll() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"data": [execution("e1", "alpha", -30)],
+                                         "pagination": {"nextCursor": "same", "hasMore": True}})
+
+    h = Harness(handler, agents=["alpha"], tool_calls=False)
+    with pytest.raises(CursorLoopError):
+        h.poll(T0)
+
+
+def test_requests_carry_the_token_and_probe_uses_one_request() -> None:
+    p = Platform(["alpha"])
+    h = Harness(p)
+    assert h.source.probe() == "ok: GET /v1/agents returned 1 agent(s)"
+    assert p.requests[0].headers["authorization"] == "Bearer s3cret-key-value"
+    assert p.requests[0].url.params["limit"] == "1"
+    h2 = Harness(p, agents=["alpha"])
+    assert h2.source.probe() == "ok: GET /v1/agents/alpha/executions returned 0 execution(s)"
+
+
+def test_agent_missing_from_one_listing_resumes_without_duplicates() -> None:
+    p = Platform(["alpha", "beta"])
+    p.add(execution("e1", "beta", -100))
+    h = Harness(p, tool_calls=False)
+    h.poll(T0)
+    p.agents = p.agents[:1]  # beta drops out of the list for a while ...
+    h.poll(T0 + timedelta(minutes=11))
+    assert "missing_since" in h.agent_checkpoint("beta")
+    p.add(execution("e2", "beta", 15 * 60))  # ... and runs meanwhile
+    p.agents.append({"id": "beta", "name": "Agent beta"})
+    p.requests.clear()
+    h.poll(T0 + timedelta(minutes=22))
+    assert sorted(r.run_id for r in h.runs) == ["e1", "e2"]  # the gap is read, nothing twice
+    beta = [r for r in p.requests if r.url.path == "/v1/agents/beta/executions"]
+    assert beta[0].url.params["from"] == "2026-05-10T11:59:30.000Z"  # its own watermark, kept
+
+
+def test_sub_agent_roots_are_remembered_then_pruned() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("top", "alpha", -100), execution("child", "alpha", -50, parent="top"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    assert h.state.checkpoint["subs"] == {"child": ["top", (T0 - timedelta(seconds=50)).timestamp()]}
+    assert h.state.is_seen("top:top")
+    h.poll(T0 + timedelta(hours=2))
+    assert h.state.checkpoint["subs"] == {}
+    assert not h.state.seen  # dedup keys pruned behind the window too
+
+
+def test_real_store_round_trip(tmp_path: Path) -> None:
+    from exporter.state.store import SourceStateView, StateStore
+
+    p = Platform(["a_sub", "b_top"])
+    p.add(execution("top", "b_top", -100, "running"), execution("sub", "a_sub", -90, "running", parent="top"))
+    store = StateStore(tmp_path / "state.db")
+    source = RuntypeSource(source_config("runtype", name="rt"), transport=httpx.MockTransport(p))
+    runs: list[Run] = []
+
+    def poll(now: datetime) -> None:
+        ctx = PollContext(checkpoint=store.checkpoint("rt"), now=now, state=SourceStateView(store, "rt"))
+        for batch in source.poll(ctx):
+            store.commit("rt", batch, [], {}, 1000)
+            runs.extend(batch.runs)
+
+    poll(T0)
+    assert store.open_run_counts("rt") == {"a_sub": 1, "b_top": 1}
+    p.add(execution("sub", "a_sub", -90, "completed", parent="top"))
+    poll(T0 + timedelta(minutes=5))
+    assert [(r.run_id, r.root_run_id) for r in runs] == [("sub", "top")]
+    assert store.open_run_counts("rt") == {"b_top": 1}
+    expired = source.expire(next(store.open_runs("rt")), T0 + timedelta(hours=3))
+    assert (expired.run_id, expired.status, expired.agent_name) == ("top", RunStatus.INCOMPLETE, "Agent b_top")
+    store.close()
+
+
+def test_agent_deleted_after_listing_is_set_aside_not_failing_the_poll() -> None:
+    p = Platform(["alpha", "beta"])
+    p.add(execution("e1", "alpha", -10))
+    h = Harness(p, tool_calls=False)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/v1/agents/beta"):
+            return httpx.Response(404, json={"error": {"code": "not_found", "message": "agent not found"}})
+        return p(request)
+
+    h.source._client._client._transport = httpx.MockTransport(handler)
+    h.poll(T0)
+    assert [r.run_id for r in h.runs] == ["e1"]
+    assert "missing_since" in h.agent_checkpoint("beta")
+    p.agents = p.agents[:1]
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=60))  # re-listed at once; beta is not read
+    assert p.paths() == ["/v1/agents", "/v1/agents/alpha/executions"]
+    # A configured agent that does not exist fails the poll (a configuration error).
+    h2 = Harness(handler, agents=["beta"])
+    with pytest.raises(BadResponseError, match="HTTP 404"):
+        h2.poll(T0)
+
+
+def test_timestamps_with_offsets_and_nanoseconds() -> None:
+    p = Platform(["alpha"])
+    p.add(execution("e1", "alpha", -60, createdAt="2026-05-10T13:59:00.123456789+02:00",
+                    startedAt="2026-05-10T11:59:01.5Z", completedAt="2026-05-10T07:59:30-04:00"))
+    h = Harness(p, agents=["alpha"], tool_calls=False)
+    h.poll(T0)
+    [run] = h.runs
+    assert run.started_at == T0 - timedelta(seconds=58.5)
+    assert run.ended_at == T0 - timedelta(seconds=30)
+
+
+def test_a_failure_late_in_a_page_keeps_the_runs_already_done() -> None:
+    from exporter.sources.http import RetryableError
+
+    p = Platform(["alpha"], page=100)
+    p.add(*(execution(f"e{i:02d}", "alpha", -100 + i) for i in range(30)))
+    failing = {"e03"}  # newest first: e29 ... e04 are done before e03's tool calls fail
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/tool-calls") and request.url.path.split("/")[-2] in failing:
+            failing.clear()
+            return httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}})
+        return p(request)
+
+    h = Harness(handler, agents=["alpha"])
+    h.source._client._retries = 0
+    with pytest.raises(RetryableError):
+        h.poll(T0)
+    assert len(h.runs) == 20  # one committed part of the page
+    assert "window" not in h.agent_checkpoint("alpha")  # the page's cursor has not moved
+    p.requests.clear()
+    h.poll(T0 + timedelta(seconds=5))
+    assert sorted(r.run_id for r in h.runs) == [f"e{i:02d}" for i in range(30)]
+    assert len([x for x in p.paths() if x.endswith("/tool-calls")]) == 10  # only the runs not yet exported
