@@ -43,8 +43,8 @@ class Exporter:
                                  commit_lock=commit_lock, stop=self.stop_event)
         enabled = [s for s in config.sources if s.enabled]
         self.sources = [build_source(s, stop=self.stop_event) for s in enabled]
-        self.jobs = [SourceJob(source, self.pipeline) for source in self.sources]
         self.intervals = {s.name: s.interval for s in enabled}
+        self.jobs = [SourceJob(source, self.pipeline, self.intervals[source.name]) for source in self.sources]
         precreate_series(self.pipeline, self.sources)
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ActivityCollector(self.book))
@@ -102,6 +102,7 @@ class Exporter:
                 "last_success_at": _iso(st.last_success_at),
                 "last_error": self.redactor.redact(st.last_error) if st.last_error else None,
                 "skipped_ticks": st.skipped_ticks,
+                "held_until": _iso(st.held_until),
                 "open_runs": sum(self.store.open_run_counts(job.source.name).values()),
                 "checkpoint": self.redactor.redact_data(_summary(cp)),
             }

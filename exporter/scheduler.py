@@ -21,18 +21,19 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.config import Config
-from exporter.convert.metrics import POLL_OUTCOMES, Op, Update, event_updates, run_updates
+from exporter.convert.metrics import POLL_OUTCOMES, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
 from exporter.convert.traces import run_to_spans, run_trace_id
 from exporter.export.otlp import OutboxDrain, encode_payload
 from exporter.export.registry import MetricsBook
 from exporter.model import Batch, Run
 from exporter.sources.base import PollContext, Source
-from exporter.sources.http import AuthError, BadResponseError, SourceError
+from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError
 from exporter.state.store import SourceStateView, StateStore
 
 log = logging.getLogger(__name__)
 
 EXPIRE_CHUNK = 200
+MAX_AUTH_BACKOFF = 300.0  # a revoked key is retried at most this far apart
 
 
 @dataclass(slots=True)
@@ -46,6 +47,7 @@ class SourceStatus:
     last_error: str | None = None
     last_outcome: str | None = None
     skipped_ticks: int = 0
+    held_until: float | None = None  # epoch: no poll before this (401/403 back-off, Retry-After)
 
 
 @dataclass(slots=True)
@@ -111,14 +113,21 @@ class Pipeline:
 class SourceJob:
     """One source's poll: run it, commit its batches, account for it."""
 
-    def __init__(self, source: Source, pipeline: Pipeline) -> None:
+    def __init__(self, source: Source, pipeline: Pipeline, interval: float = 30.0) -> None:
         self.source = source
         self.pipeline = pipeline
         self.status = SourceStatus()
         self._view = SourceStateView(pipeline.store, source.name)
+        self._interval = interval
+        self._auth_failures = 0
+        self._hold_until = 0.0  # monotonic
+
+    def due(self) -> bool:
+        """False while the source is held back (revoked key, Retry-After)."""
+        return time.monotonic() >= self._hold_until
 
     def __call__(self) -> bool:
-        return self.poll()
+        return self.poll() if self.due() else False
 
     def poll(self) -> bool:
         name = self.source.name
@@ -142,8 +151,24 @@ class SourceJob:
         except Exception as err:  # a bug must not kill the scheduler: log it with its traceback
             log.exception("poll failed unexpectedly", extra={"source": name})
             outcome, error = "error", SourceError(name, f"internal error: {type(err).__name__}")
+        self._hold(error)
         self._account(outcome, error, time.monotonic() - started, now)
         return outcome == "success"
+
+    def _hold(self, error: SourceError | None) -> None:
+        """A revoked key is retried at a slowing rate (doubling up to
+        MAX_AUTH_BACKOFF); a Retry-After longer than the client waits out
+        itself is honoured here, between polls."""
+        delay = 0.0
+        if isinstance(error, AuthError):
+            self._auth_failures += 1
+            delay = min(MAX_AUTH_BACKOFF, self._interval * 2 ** (self._auth_failures - 1)) - self._interval
+        else:
+            self._auth_failures = 0
+            if isinstance(error, RetryableError) and error.retry_after:
+                delay = error.retry_after
+        self._hold_until = time.monotonic() + max(0.0, delay)
+        self.status.held_until = time.time() + delay if delay > 0 else None
 
     def _request_updates(self) -> list[Update]:
         codes, limited = self.source.stats.drain()
@@ -200,7 +225,7 @@ def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
         zero += [Update(Op.INC, "agent_exporter_polls_total", (s.name, o), 0) for o in POLL_OUTCOMES]
         zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
         pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
-    zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in ("success", "failure", "dropped")]
+    zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
     with pipeline.commit_lock:
         staged = pipeline.book.stage(zero)
         pipeline.store.write_series(pipeline.book.persisted_form(staged))

@@ -1,11 +1,14 @@
-"""Span delivery: the outbox drain and the three ways out (OTLP http/protobuf
-and grpc through the OpenTelemetry SDK's exporters, or OTLP/JSON lines).
+"""Span delivery: the outbox drain and the three ways out: OTLP http/protobuf
+and grpc (bodies encoded by the OpenTelemetry SDK's OTLP encoder), or
+OTLP/JSON lines.
 
 The outbox holds spans as OTLP/JSON objects, one row per run. The drain
 thread takes the oldest rows, sends them, and deletes them only once the
 backend has accepted them; on failure it keeps them and backs off. A row
-that keeps failing while the backend is reachable is given up after
-MAX_ATTEMPTS so one bad batch cannot block the outbox for ever.
+the backend rejects (HTTP 4xx other than 401/403/408/429, or a non-retryable
+gRPC status) is dropped and counted, never retried, so one bad batch cannot
+block the outbox; retryable failures keep every span until the backend is
+back or the outbox bound drops the oldest.
 """
 
 from __future__ import annotations
@@ -15,12 +18,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
+import httpx
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
@@ -28,14 +36,15 @@ from exporter import __version__
 from exporter.config import TracesConfig
 from exporter.convert.metrics import Op, Update
 from exporter.export.registry import MetricsBook
+from exporter.retry_after import parse_retry_after
 from exporter.state.store import OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope("agent-activity-exporter", __version__)
 MAX_BATCH_SPANS = 512
-MAX_ATTEMPTS = 50
 MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 300.0
 _STATUS = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
 
 
@@ -47,29 +56,113 @@ def resource_attributes(service_name: str, source: str) -> dict[str, str]:
     return {"service.name": service_name, "service.version": __version__, "agent_activity.source": source}
 
 
+class Outcome(Enum):
+    DELIVERED = "delivered"
+    RETRY = "retry"  # the backend is away or busy: keep the spans, back off
+    REJECTED = "rejected"  # the backend refused this batch: retrying cannot help
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    outcome: Outcome
+    detail: str = ""
+    retry_after: float | None = None
+
+
+DELIVERED = SendResult(Outcome.DELIVERED)
+
+
 class Sender(Protocol):
-    def send(self, source: str, spans: list[dict[str, object]]) -> bool: ...
+    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult: ...
 
     def close(self) -> None: ...
 
 
-class SdkSender:
-    """Decodes OTLP/JSON spans into SDK ReadableSpans for an SDK exporter."""
+class _Encoder:
+    """OTLP/JSON spans -> the SDK's protobuf request, one Resource per
+    source (encode_spans groups spans by Resource)."""
 
-    def __init__(self, exporter: SpanExporter, service_name: str) -> None:
-        self._exporter = exporter
+    def __init__(self, service_name: str) -> None:
         self._service = service_name
-        self._resources: dict[str, Resource] = {}  # one Resource per source: encode_spans groups by it
+        self._resources: dict[str, Resource] = {}
 
-    def send(self, source: str, spans: list[dict[str, object]]) -> bool:
+    def request(self, source: str, spans: list[dict[str, object]]) -> ExportTraceServiceRequest:
         resource = self._resources.get(source)
         if resource is None:
             resource = self._resources[source] = Resource.create(resource_attributes(self._service, source))
-        readable = [to_readable_span(s, resource) for s in spans]
-        return self._exporter.export(readable) is SpanExportResult.SUCCESS
+        return encode_spans([to_readable_span(s, resource) for s in spans])
+
+
+class HttpSender:
+    """OTLP/HTTP protobuf. The body comes from the SDK's encoder; the
+    transport is ours so the drain knows what the backend said (the SDK
+    exporter folds every failure into one FAILURE): 2xx delivered; 429, 5xx
+    gateways, 401/403 (credentials, not the data) and network errors kept and
+    retried; any other answer rejects the batch, never retried."""
+
+    RETRY_CODES = frozenset({401, 403, 408, 429, 500, 502, 503, 504})
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float, service_name: str) -> None:
+        self._url = url
+        self._encoder = _Encoder(service_name)
+        self._client = httpx.Client(
+            headers={**headers, "Content-Type": "application/x-protobuf"},
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        )
+
+    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
+        body = self._encoder.request(source, spans).SerializeToString()
+        try:
+            response = self._client.post(self._url, content=body)
+        except httpx.TransportError as err:
+            return SendResult(Outcome.RETRY, f"{type(err).__name__} posting to the OTLP endpoint")
+        code = response.status_code
+        if 200 <= code < 300:
+            return DELIVERED
+        detail = f"OTLP endpoint answered HTTP {code}"
+        if code in self.RETRY_CODES:
+            return SendResult(Outcome.RETRY, detail, parse_retry_after(response.headers.get("retry-after")))
+        return SendResult(Outcome.REJECTED, detail)
 
     def close(self) -> None:
-        self._exporter.shutdown()
+        self._client.close()
+
+
+class GrpcSender:
+    """OTLP/gRPC TraceService.Export with the SDK's encoder; status codes
+    classified as the OTLP specification says."""
+
+    RETRY_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE",
+                             "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED", "PERMISSION_DENIED"})
+
+    def __init__(self, url: str, headers: dict[str, str], timeout: float, service_name: str) -> None:
+        import grpc
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import TraceServiceStub
+
+        parsed = urlsplit(url if "://" in url else f"http://{url}")
+        target = parsed.netloc or parsed.path
+        if parsed.scheme == "https":
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
+        else:
+            self._channel = grpc.insecure_channel(target)
+        self._stub = TraceServiceStub(self._channel)
+        self._metadata = tuple(headers.items())
+        self._timeout = timeout
+        self._encoder = _Encoder(service_name)
+        self._rpc_error = grpc.RpcError
+
+    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
+        request = self._encoder.request(source, spans)
+        try:
+            self._stub.Export(request, metadata=self._metadata, timeout=self._timeout)
+        except self._rpc_error as err:
+            code = err.code().name if hasattr(err, "code") else "UNKNOWN"  # type: ignore[attr-defined]
+            outcome = Outcome.RETRY if code in self.RETRY_CODES else Outcome.REJECTED
+            return SendResult(outcome, f"OTLP endpoint answered gRPC {code}")
+        return DELIVERED
+
+    def close(self) -> None:
+        self._channel.close()
 
 
 class FileSender:
@@ -79,7 +172,7 @@ class FileSender:
         self._path = Path(path)
         self._service = service_name
 
-    def send(self, source: str, spans: list[dict[str, object]]) -> bool:
+    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
         attrs = resource_attributes(self._service, source)
         request = {
             "resourceSpans": [
@@ -93,9 +186,8 @@ class FileSender:
             with self._path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(request, separators=(",", ":")) + "\n")
         except OSError as err:
-            log.warning("cannot write traces file %s: %s", self._path, err)
-            return False
-        return True
+            return SendResult(Outcome.RETRY, f"cannot write traces file {self._path}: {err.strerror}")
+        return DELIVERED
 
     def close(self) -> None:
         pass
@@ -106,19 +198,10 @@ def make_sender(config: TracesConfig, service_name: str) -> Sender | None:
         return None
     if config.protocol == "file":
         return FileSender(config.file, service_name)
-    exporter: SpanExporter
+    assert config.url is not None
     if config.protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
-
-        insecure = not (config.url or "").startswith("https://")
-        exporter = GrpcExporter(
-            endpoint=config.url, insecure=insecure, headers=dict(config.headers), timeout=config.timeout
-        )
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
-
-        exporter = HttpExporter(endpoint=config.url, headers=dict(config.headers), timeout=config.timeout)
-    return SdkSender(exporter, service_name)
+        return GrpcSender(config.url, dict(config.headers), config.timeout, service_name)
+    return HttpSender(config.url, dict(config.headers), config.timeout, service_name)
 
 
 def to_readable_span(span: dict[str, object], resource: Resource) -> ReadableSpan:
@@ -194,6 +277,7 @@ class OutboxDrain:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._backoff = 0.0
+        self._failing = False
         self._clock = clock
         self._thread = threading.Thread(target=self._loop, name="outbox-drain", daemon=True)
 
@@ -214,7 +298,7 @@ class OutboxDrain:
                     return
 
     def drain_once(self) -> bool:
-        """Send one batch; True when something was delivered and more may wait."""
+        """Send one batch; True when something left the outbox and more may wait."""
         rows = self._store.outbox_take(MAX_BATCH_SPANS)
         if not rows:
             self._backoff = 0.0
@@ -222,19 +306,22 @@ class OutboxDrain:
         by_source: dict[str, list[OutboxRow]] = {}
         for row in rows:
             by_source.setdefault(row.source, []).append(row)
-        delivered = True
         for source, group in by_source.items():
             spans: list[dict[str, object]] = [s for r in group for s in json.loads(r.payload)]
-            if self._sender.send(source, spans):
+            result = self._sender.send(source, spans)
+            if result.outcome is Outcome.DELIVERED:
                 self._finish(group, "success")
+                if self._failing:
+                    log.info("trace backend accepts spans again")
+                self._failing = False
+            elif result.outcome is Outcome.REJECTED:
+                log.error("trace backend rejected %d span(s), dropped: %s", len(spans), result.detail)
+                self._finish(group, "rejected")
             else:
-                delivered = False
-                self._failed(group)
-        if delivered:
-            self._backoff = 0.0
-        else:
-            self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
-        return delivered
+                self._failed(group, result)
+                return False
+        self._backoff = 0.0
+        return True
 
     def _finish(self, rows: list[OutboxRow], outcome: str) -> None:
         spans = sum(r.spans for r in rows)
@@ -242,18 +329,21 @@ class OutboxDrain:
             staged = self._book.stage([Update(Op.INC, "agent_exporter_spans_exported_total", (outcome,), spans)])
             self._store.outbox_done([r.id for r in rows], self._book.persisted_form(staged))
             self._book.publish(staged)
+        self._book.set_live("agent_exporter_outbox_spans", (), float(self._store.outbox_spans()))
 
-    def _failed(self, rows: list[OutboxRow]) -> None:
+    def _failed(self, rows: list[OutboxRow], result: SendResult) -> None:
+        """Keep the spans; back off (as told, when told), log the change once."""
         spans = sum(r.spans for r in rows)
         with self._commit_lock:
             staged = self._book.stage([Update(Op.INC, "agent_exporter_spans_exported_total", ("failure",), spans)])
             self._store.write_series(self._book.persisted_form(staged))
             self._book.publish(staged)
-        self._store.outbox_failed([r.id for r in rows])
-        hopeless = [r for r in rows if r.attempts + 1 >= MAX_ATTEMPTS]
-        if hopeless:
-            log.error("giving up %d span(s) after %d failed attempts", sum(r.spans for r in hopeless), MAX_ATTEMPTS)
-            self._finish(hopeless, "dropped")
+        self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+        if result.retry_after is not None:
+            self._backoff = min(MAX_RETRY_AFTER, max(self._backoff, result.retry_after))
+        if not self._failing:
+            log.warning("cannot deliver spans, keeping them and retrying: %s", result.detail)
+        self._failing = True
 
     def flush(self, deadline: float) -> None:
         """Deliver what is waiting until the outbox is empty or the deadline

@@ -16,10 +16,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import cast
 
 import httpx
+
+from exporter.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -90,20 +91,6 @@ class RequestStats:
             codes, limited = self.codes, self.rate_limited
             self.codes, self.rate_limited = {}, 0
         return codes, limited
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 class RequestBudget:

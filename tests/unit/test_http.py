@@ -11,8 +11,9 @@ import pytest
 from tests.conftest import NoWait
 
 from exporter.sources.http import (
-    ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError, parse_retry_after,
+    ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError,
 )
+from exporter.retry_after import parse_retry_after
 
 
 def client(responses: list[httpx.Response], stop: NoWait | None = None, retries: int = 3) -> ApiClient:
