@@ -169,3 +169,6 @@ def setup_logging(
     root.setLevel(numeric)
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING if numeric > logging.DEBUG else logging.NOTSET)
+    # APScheduler warns on every tick skipped because the previous poll of the
+    # source still runs; the scheduler reports that itself (status page, log).
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR if numeric > logging.DEBUG else logging.NOTSET)

@@ -27,7 +27,7 @@ from exporter.export.otlp import OutboxDrain, encode_payload
 from exporter.export.registry import MetricsBook
 from exporter.model import Batch, Run
 from exporter.sources.base import PollContext, Source
-from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError
+from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError, Stopping
 from exporter.state.store import SourceStateView, StateStore
 
 log = logging.getLogger(__name__)
@@ -142,6 +142,8 @@ class SourceJob:
                     break  # stopping: what is committed is consistent; the rest waits for the next start
             else:
                 self._expire(now)
+        except Stopping:
+            return False  # shutting down mid-poll: what is committed stands, nothing to account
         except AuthError as err:
             outcome, error = "auth_error", err
         except BadResponseError as err:
@@ -257,7 +259,7 @@ class Scheduler:
         job = self._jobs.get(event.job_id)
         if job:
             job.status.skipped_ticks += 1
-            log.warning("previous poll still running: skipped this tick", extra={"source": event.job_id})
+            log.info("previous poll still running: skipped this tick", extra={"source": event.job_id})
 
     def start(self) -> None:
         self._scheduler.start()

@@ -31,7 +31,8 @@ class ReceivedSpan:
 @dataclass
 class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
-    requests: int = 0
+    requests: int = 0  # accepted export requests
+    posts: int = 0  # every POST, refused ones included
     fail_with: int | None = None  # answer every request with this status (outage tests)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -41,6 +42,8 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with receiver._lock:
+                    receiver.posts += 1
                 if receiver.fail_with:
                     self.send_response(receiver.fail_with)
                     self.end_headers()

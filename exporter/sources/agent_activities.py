@@ -265,6 +265,7 @@ class AgentActivitiesSource:
             }
             items, meta_page, meta_per_page, total_pages = self._fetch_page(uid, params)
             guard.check(str(meta_page))
+            guard.check_page(items)
             if per_page is not None and meta_per_page != per_page and page > 1 and not restarted:
                 # The server's page size changed since the resumed page was
                 # committed: page numbers mean other runs now. Re-read the
@@ -339,6 +340,7 @@ class AgentActivitiesSource:
             }
             items, meta_page, _, total_pages = self._fetch_page(uid, params)
             guard.check(str(meta_page))
+            guard.check_page(items)
             batch = Batch()
             for listed in parse_each(self.name, items, lambda item: parse_listed(self.name, item), batch,
                                      "inflight_run"):

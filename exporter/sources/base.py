@@ -4,6 +4,7 @@ following cursors without looping, and parsing fields of untrusted JSON."""
 from __future__ import annotations
 
 import builtins
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,16 +62,31 @@ class Source(Protocol):
 
 
 class CursorGuard:
-    """Ends a pagination loop whose platform hands back a cursor twice."""
+    """Ends a pagination loop whose platform hands back a cursor (or page
+    number) twice, or the very same page of items MAX_SAME_PAGES times in a
+    row (a page repeated once is survivable: de-duplication absorbs it)."""
+
+    MAX_SAME_PAGES = 3
 
     def __init__(self, source: str) -> None:
         self._source = source
         self._seen: set[str] = set()
+        self._last_page: int | None = None
+        self._same = 0
 
     def check(self, cursor: str) -> None:
         if cursor in self._seen:
             raise CursorLoopError(self._source, "the platform returned a cursor already followed in this poll")
         self._seen.add(cursor)
+
+    def check_page(self, items: object) -> None:
+        if not items:
+            return
+        fingerprint = hash(json.dumps(items, sort_keys=True, default=str))
+        self._same = self._same + 1 if fingerprint == self._last_page else 1
+        self._last_page = fingerprint
+        if self._same >= self.MAX_SAME_PAGES:
+            raise CursorLoopError(self._source, f"the platform returned the same page {self._same} times in a row")
 
 
 class Fields:

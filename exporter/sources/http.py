@@ -46,6 +46,10 @@ class RetryableError(SourceError):
         self.retry_after = retry_after
 
 
+class Stopping(SourceError):
+    """The exporter is shutting down: the poll ends without counting as failed."""
+
+
 class AuthError(SourceError):
     """401/403: the source is down until its key works again."""
 
@@ -160,6 +164,8 @@ class ApiClient:
             self._pause(self._budget.wait_time())
             try:
                 return self._get_once(path, params)
+            except Stopping:
+                raise
             except (RetryableError, BadResponseError) as err:
                 if isinstance(err, BadResponseError) and err.status is not None:
                     raise
@@ -177,7 +183,7 @@ class ApiClient:
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and self._stop.wait(seconds):
-            raise RetryableError(self.source, "stopping")
+            raise Stopping(self.source, "stopping")
 
     def _get_once(self, path: str, params: Mapping[str, object] | None) -> JSONValue:
         try:

@@ -172,14 +172,14 @@ class RuntoolsSource:
                 "limit": self._page_size,
                 "cursor": cursor,
             }
-            if cursor:
+            if cursor is not None:
                 guard.check(cursor)
             body = self._client.get_json(PATH, params)
             events = envelope(self.name, body, "data", "events")
             meta = envelope(self.name, body, "meta")
             has_more = isinstance(meta, dict) and bool(meta.get("hasMore"))
             next_cursor = meta.get("nextCursor") if isinstance(meta, dict) else None
-            if has_more and not isinstance(next_cursor, str):
+            if has_more and not (isinstance(next_cursor, str) and next_cursor):
                 has_more = False  # hasMore without a cursor: nothing more can be asked for
             batch = Batch()
             self._ingest(ctx, batch, events)

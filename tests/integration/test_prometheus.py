@@ -1,0 +1,294 @@
+"""The shipped monitoring config against a real Prometheus (Debian package
+`prometheus` 2.42, installed by scripts/install-prometheus.sh from
+scripts/setup.sh) scraping the exporter, which runs as a real process
+against the simulator with all four platforms.
+
+What it must show (issue: plugs into a real monitoring stack):
+- `promtool check rules`, `promtool test rules` (every rule firing and not
+  firing) and `promtool check config` pass;
+- every expression of every dashboard panel and template variable parses in
+  Prometheus and returns data (at least one finite sample) with every
+  variable at "All";
+- every alert rule is loaded and evaluated by Prometheus without error, and
+  every series it looks at exists. Method: the rule's expression is split at
+  its top-level and/or/unless and each operand is evaluated without its
+  final comparison to a number (`stack.signals`); each must return data.
+  Whether the comparison then fires at the right moment is what the promtool
+  unit tests show. Two rules are also seen firing on real data: rejected
+  records (a proxy breaks some runtools events) and incomplete runs
+  (runs.max_open_age is shorter than some runs);
+- agent_run_duration_seconds exemplars, scraped as OpenMetrics and stored
+  with --enable-feature=exemplar-storage, carry the trace_id of a trace the
+  exporter delivered, in a span of that agent with that duration, and the
+  duration panels' own queries return them.
+
+Simulator options make every series exist: history (counters from the first
+scrape), live runs (rates), failures and timeouts, tool calls, tokens and
+cost (runtype), 429/500 faults (API errors, rate limits), sub-agents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import runpy
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.convert.metrics import METRICS
+from exporter.simulator import Simulator, SimulatorOptions, parse_faults
+from tests.conftest import wait_for
+from tests.integration.helpers import ExporterProcess, free_port, write_config
+from tests.integration.stack import (
+    ALERT_TESTS,
+    ALERTS,
+    DASHBOARDS,
+    PROMETHEUS_CONFIG,
+    BreakingProxy,
+    Expression,
+    Prometheus,
+    alert_rules,
+    dashboard_expressions,
+    dashboards,
+    grafana_to_promql,
+    metric_names,
+    panels,
+    prometheus_config,
+    require_program,
+    signals,
+    variable_expressions,
+)
+from tests.otlp_receiver import OtlpReceiver
+
+CRITICAL_AGENT = "support-triage"  # config/prometheus.yml marks it critical; a runtools agent of the simulator
+
+
+# -- promtool and the files themselves (no Prometheus server needed) ------------------------
+
+
+def promtool(*args: str, cwd: Path | None = None) -> str:
+    binary = require_program("promtool", "scripts/install-prometheus.sh")
+    result = subprocess.run([binary, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"promtool {' '.join(args)} failed:\n{output}"
+    return output
+
+
+def test_promtool_checks_and_unit_tests_pass() -> None:
+    rules = alert_rules()
+    assert f"SUCCESS: {len(rules)} rules found" in promtool("check", "rules", str(ALERTS))
+    assert "SUCCESS" in promtool("test", "rules", ALERT_TESTS.name, cwd=ALERT_TESTS.parent)
+    assert "is valid prometheus config file syntax" in promtool("check", "config", str(PROMETHEUS_CONFIG))
+
+
+def test_every_alert_rule_has_unit_tests_firing_and_not_firing() -> None:
+    tests = yaml.safe_load(ALERT_TESTS.read_text())
+    assert tests["rule_files"] == ["alerts.yml"]
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for case in tests["tests"]:
+        for check in case.get("alert_rule_test", []):
+            (firing if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {str(rule["alert"]) for rule in alert_rules()}
+    assert names - firing == set(), "rules never shown firing"
+    assert names - quiet == set(), "rules never shown not firing"
+    for rule in alert_rules():
+        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]  # type: ignore[index]
+        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]  # type: ignore[arg-type]
+
+
+def test_dashboards_are_generated_and_wired_to_variables_and_traces() -> None:
+    generated = runpy.run_path(str(DASHBOARDS / "generate.py"))["render"]()
+    for name, text in generated.items():
+        assert (DASHBOARDS / name).read_text() == text, f"{name} differs from generate.py: run it and commit both"
+    assert set(generated) == {path.name for path in DASHBOARDS.glob("*.json")}
+
+    for name, board in dashboards().items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}  # type: ignore[index]
+        assert variables["datasource"]["type"] == "datasource", name
+        wanted = {"source"} if name == "agent-activity-exporter.json" else {"source", "platform", "agent"}
+        assert wanted <= set(variables), f"{name}: template variables {sorted(variables)}"
+        for panel in panels(board):
+            if panel["type"] == "row":
+                continue
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, (name, panel["title"])
+            for target in panel["targets"]:  # type: ignore[attr-defined]
+                assert target["datasource"]["uid"] == "${datasource}"
+                if "agent_run_duration_seconds_bucket" in target["expr"] and panel["type"] in ("timeseries", "heatmap"):
+                    assert target["exemplar"] is True, f"{name}: {panel['title']}: duration without exemplars"
+            if panel["type"] == "table":
+                links = json.dumps(panel["fieldConfig"]["overrides"])  # type: ignore[index]
+                if '"agent"' in links or '"tool"' in links:
+                    assert "${trace_viewer}/search" in links, f"{name}: {panel['title']}: no link to the trace viewer"
+
+    used = {name for e in dashboard_expressions() for name in metric_names(e.expr)}
+    families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
+    declared = {spec.name for spec in METRICS}
+    assert declared - families == set(), "metrics no dashboard shows"
+    alert_metrics = {re.sub(r"_(bucket|count|sum)$", "", n) for r in alert_rules() for n in metric_names(str(r["expr"]))}
+    assert (families | alert_metrics) - declared - {"up"} == set(), "dashboards or alerts use undeclared metrics"
+
+    datasources = yaml.safe_load((DASHBOARDS / "provisioning/datasources/datasources.yaml").read_text())
+    by_uid = {d["uid"]: d for d in datasources["datasources"]}
+    destinations = by_uid["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
+    assert destinations == [{"name": "trace_id", "datasourceUid": "jaeger"}] and by_uid["jaeger"]["type"] == "jaeger"
+
+
+# -- the real stack -------------------------------------------------------------------
+
+
+@dataclass
+class Stack:
+    sim: Simulator
+    proxy: BreakingProxy
+    receiver: OtlpReceiver
+    exporter: ExporterProcess
+    prometheus: Prometheus
+    started: float
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    tmp = tmp_path_factory.mktemp("prometheus")
+    started = time.time()
+    sim = Simulator(SimulatorOptions(seed=5, runs_per_minute=40.0, run_seconds=(1.0, 6.0), history_runs=30,
+                                     history_span_seconds=900.0, faults=parse_faults("429=0.02,500=0.02")))
+    sim.start(host="127.0.0.1", port=0)
+    proxy = BreakingProxy(sim.url("runtools"))
+    receiver = OtlpReceiver()
+    endpoint = receiver.start()
+    port = free_port()
+    common = {"interval": "1s", "start_from": "1h", "lookback": "5s"}
+    sources: list[dict[str, object]] = [
+        {"name": "rt", "type": "runtools", "base_url": proxy.start(), "api_key": "sim-runtools-key", **common},
+        {"name": "aa", "type": "agent_activities", "base_url": sim.url("agent_activities"),
+         "token": "sim-agent_activities-token", "agents": sim.agents("agent_activities"), **common},
+        {"name": "bc", "type": "bctrl", "base_url": sim.url("bctrl"), "token": "sim-bctrl-token", **common},
+        {"name": "ry", "type": "runtype", "base_url": sim.url("runtype"), "token": "sim-runtype-token", **common},
+    ]
+    # Runs open longer than 4 s are given up as incomplete: some of the
+    # simulator's runs last up to 6 s, so agent_runs_total{status="incomplete"} exists.
+    config = write_config(tmp / "config.yaml", sources, port=port, runs={"max_open_age": "4s"},
+                          traces={"endpoint": endpoint, "protocol": "http/protobuf"})
+    exporter = ExporterProcess(config, port, tmp / "exporter.log").start()
+    prometheus = Prometheus(prometheus_config(f"127.0.0.1:{port}"), tmp / "prom").start()
+    try:
+        yield Stack(sim, proxy, receiver, exporter, prometheus, started)
+    finally:
+        prometheus.stop()
+        exporter.stop()
+        receiver.stop()
+        proxy.stop()
+        sim.stop()
+
+
+def has_data(result: list[dict[str, object]]) -> bool:
+    return any(math.isfinite(float(sample["value"][1])) for sample in result)  # type: ignore[index]
+
+
+def all_return_data(prometheus: Prometheus, expressions: list[Expression]) -> None:
+    """Poll until every expression returns data; a parse or evaluation error
+    fails at once (Prometheus's error text names the expression's problem)."""
+    missing: list[Expression] = []
+
+    def check() -> bool:
+        missing[:] = [e for e in expressions if not has_data(prometheus.query(e.expr))]
+        return not missing
+
+    try:
+        wait_for(check, timeout=90, interval=1, what="data for every expression")
+    except AssertionError:
+        pytest.fail("no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
+                    pytrace=False)
+
+
+def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
+    expressions = [Expression(e.where, grafana_to_promql(e.expr)) for e in dashboard_expressions()]
+    expressions += [Expression(e.where, grafana_to_promql(e.expr)) for e in variable_expressions()]
+    assert len(expressions) > 60
+    all_return_data(stack.prometheus, expressions)
+
+
+def test_every_alert_rule_evaluates_and_its_series_exist(stack: Stack) -> None:
+    rules = alert_rules()
+    expressions = []
+    for rule in rules:
+        stack.prometheus.query(str(rule["expr"]))  # the full expression parses and evaluates (empty when quiet)
+        parts = signals(str(rule["expr"]))
+        assert parts and all(p != rule["expr"] for p in parts), rule["alert"]
+        expressions += [Expression(f"alerts.yml: {rule['alert']} (part {i + 1})", p) for i, p in enumerate(parts)]
+    all_return_data(stack.prometheus, expressions)
+
+    def evaluated() -> list[dict[str, object]]:
+        loaded = stack.prometheus.rules()
+        done = [r for r in loaded if str(r.get("lastEvaluation", "0001")).startswith("20")]
+        return loaded if len(done) == len(rules) else []
+
+    loaded = wait_for(evaluated, timeout=30, what="Prometheus to evaluate every rule")
+    assert sorted(str(r["name"]) for r in loaded) == sorted(str(r["alert"]) for r in rules)
+    for rule in loaded:
+        assert rule["health"] == "ok" and not rule.get("lastError"), f"{rule['name']}: {rule.get('lastError')}"
+
+    # Seen firing on real data: the proxy breaks runtools thread events, and
+    # runs longer than max_open_age are given up.
+    def firing(alertname: str, **labels: str) -> bool:
+        selector = ",".join([f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())])
+        return bool(stack.prometheus.query(f"ALERTS{{{selector}}}"))
+
+    assert stack.proxy.broken > 0
+    wait_for(lambda: firing("AgentRecordsRejected", source="rt", reason="missing_field"), timeout=30,
+             what="AgentRecordsRejected to fire for the broken runtools events")
+    wait_for(lambda: firing("AgentRunsIncomplete"), timeout=30, what="AgentRunsIncomplete to fire")
+    assert not firing("AgentExporterDown") and not firing("AgentSourceDown")
+
+
+def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) -> None:
+    prometheus = stack.prometheus
+
+    def exemplars() -> list[tuple[dict[str, str], dict[str, object]]]:
+        data = prometheus.api("query_exemplars", query="agent_run_duration_seconds_bucket",
+                              start=stack.started, end=time.time() + 1)
+        return [(series["seriesLabels"], ex) for series in data for ex in series["exemplars"]]  # type: ignore[attr-defined]
+
+    def of_every_platform() -> list[tuple[dict[str, str], dict[str, object]]]:
+        found = exemplars()
+        platforms = {labels["platform"] for labels, _ in found}
+        return found if platforms == {"runtools", "agent_activities", "bctrl", "runtype"} else []
+
+    found = wait_for(of_every_platform, timeout=60, what="exemplars of every platform in Prometheus")
+
+    def delivered() -> dict[str, list[object]]:
+        by_trace: dict[str, list[object]] = {}
+        for span in stack.receiver.snapshot():
+            by_trace.setdefault(span.trace_id, []).append(span)
+        return by_trace
+
+    wanted = {str(ex["labels"]["trace_id"]) for _, ex in found}  # type: ignore[index]
+    traces = wait_for(lambda: wanted <= set(delivered()) and delivered(), timeout=30,
+                      what="the exemplars' traces at the OTLP receiver")
+    for labels, ex in found:
+        trace_id = str(ex["labels"]["trace_id"])  # type: ignore[index]
+        value = float(ex["value"])  # type: ignore[arg-type]
+        assert re.fullmatch("[0-9a-f]{32}", trace_id)
+        assert value <= float(labels["le"]), f"exemplar {value} above its bucket le={labels['le']}"
+        # The exemplar is a run of this agent with this duration, somewhere in that trace
+        # (a sub-agent's run lives in its top-level run's trace).
+        runs = [s for s in traces[trace_id] if s.attributes.get("gen_ai.agent.id") == labels["agent"]  # type: ignore[attr-defined]
+                and s.name.startswith("invoke_agent ")]  # type: ignore[attr-defined]
+        durations = [(s.end_ns - s.start_ns) / 1e9 for s in runs]  # type: ignore[attr-defined]
+        assert any(abs(d - value) < 0.002 for d in durations), (labels, value, durations)
+
+    # What Grafana asks for a duration panel with exemplars on: the panel's own query.
+    duration_targets = [e for e in dashboard_expressions() if "agent_run_duration_seconds_bucket" in e.expr]
+    assert duration_targets
+    for e in duration_targets:
+        data = prometheus.api("query_exemplars", query=grafana_to_promql(e.expr), start=stack.started,
+                              end=time.time() + 1)
+        assert data, f"{e.where}: no exemplars for {e.expr}"
