@@ -70,3 +70,68 @@ class NoWait(__import__("threading").Event):
     def wait(self, timeout: float | None = None) -> bool:
         self.waits.append(timeout or 0.0)
         return False
+
+
+class MemoryState:
+    """An in-memory StateView that applies yielded batches as the SQLite
+    store does (JSON round trips, so nothing shares objects with the source),
+    and keeps what they carried for assertions."""
+
+    def __init__(self) -> None:
+        from exporter.model import ActivityEvent, OpenRun, Rejected, Run
+
+        self.checkpoint: dict[str, object] = {}
+        self.open: dict[str, OpenRun] = {}
+        self.seen: dict[str, float] = {}
+        self.runs: list[Run] = []
+        self.events: list[ActivityEvent] = []
+        self.rejected: list[Rejected] = []
+        self.records: dict[str, int] = {}
+        self.caught_up_to: object = None
+
+    def open_run(self, run_id: str) -> object:
+        return self.open.get(run_id)
+
+    def open_runs(self) -> object:
+        for run_id in sorted(self.open):  # like the store: by id, sees later commits
+            if (current := self.open.get(run_id)) is not None:
+                yield current
+
+    def finished_open_runs(self, limit: int) -> list[object]:
+        return [o for o in self.open.values() if o.finished][:limit]
+
+    def is_seen(self, key: str) -> bool:
+        return key in self.seen
+
+    def in_progress(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self.open.values():
+            if not o.finished:
+                counts[o.agent] = counts.get(o.agent, 0) + 1
+        return counts
+
+    def apply(self, batch: object) -> None:
+        import json
+        from dataclasses import replace
+
+        from exporter.model import Batch
+
+        assert isinstance(batch, Batch)
+        for run_id in batch.open_deletes:
+            self.open.pop(run_id, None)
+        for run_id, o in batch.open_upserts.items():
+            if run_id not in batch.open_deletes:
+                self.open[run_id] = replace(o, data=json.loads(json.dumps(o.data)))
+        for key, at in batch.seen_add.items():
+            self.seen.setdefault(key, at)
+        if batch.seen_prune_before is not None:
+            self.seen = {k: at for k, at in self.seen.items() if at >= batch.seen_prune_before}
+        if batch.checkpoint is not None:
+            self.checkpoint = json.loads(json.dumps(batch.checkpoint))
+        self.runs += batch.runs
+        self.events += batch.events
+        self.rejected += batch.rejected
+        for kind, n in batch.records.items():
+            self.records[kind] = self.records.get(kind, 0) + n
+        if batch.caught_up_to is not None:
+            self.caught_up_to = batch.caught_up_to

@@ -156,16 +156,8 @@ class AgentActivitiesSource:
         header = str(opts.get("auth_header") or "Authorization")
         scheme = str(opts.get("auth_scheme", "Bearer") or "")
         token = config.secret or ""
-        headers = {**config.headers, header: f"{scheme} {token}" if scheme else token, "Accept": "application/json"}
-        self._client = ApiClient(
-            source=config.name,
-            base_url=config.base_url,
-            headers=headers,
-            timeout=config.timeout,
-            max_requests_per_minute=config.max_requests_per_minute,
-            transport=transport,
-            stop=stop,
-        )
+        auth = {header: f"{scheme} {token}" if scheme else token}
+        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
         self.stats = self._client.stats
 
     def close(self) -> None:

@@ -222,20 +222,8 @@ class BctrlSource:
                 "each is exported as incomplete after runs.max_open_age",
                 extra={"source": self.name},
             )
-        headers = {
-            **config.headers,
-            "Authorization": f"Bearer {config.secret or ''}",
-            "Accept": "application/json",
-        }
-        self._client = ApiClient(
-            source=config.name,
-            base_url=config.base_url,
-            headers=headers,
-            timeout=config.timeout,
-            max_requests_per_minute=config.max_requests_per_minute,
-            transport=transport,
-            stop=stop,
-        )
+        auth = {"Authorization": f"Bearer {config.secret or ''}"}
+        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
         self.stats = self._client.stats
 
     def close(self) -> None:

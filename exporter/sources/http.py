@@ -20,6 +20,7 @@ from typing import cast
 
 import httpx
 
+from exporter.config import SourceConfig
 from exporter.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,27 @@ class ApiClient:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             transport=transport or httpx.HTTPTransport(retries=1),
             follow_redirects=False,
+        )
+
+    @classmethod
+    def for_source(
+        cls,
+        config: SourceConfig,
+        auth: Mapping[str, str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+    ) -> ApiClient:
+        """The client of one configured source: its timeout, request budget
+        and extra headers, with the platform's auth header on top."""
+        return cls(
+            source=config.name,
+            base_url=config.base_url,
+            headers={**config.headers, **auth, "Accept": "application/json"},
+            timeout=config.timeout,
+            max_requests_per_minute=config.max_requests_per_minute,
+            transport=transport,
+            stop=stop,
         )
 
     def close(self) -> None:

@@ -122,16 +122,8 @@ class RuntoolsSource:
         self._page_size = int(cast(int, opts.get("page_size", 200)))
         self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
         self._start_from = timedelta(seconds=config.start_from)
-        headers = {**config.headers, "X-API-Key": config.secret or "", "Accept": "application/json"}
-        self._client = ApiClient(
-            source=config.name,
-            base_url=config.base_url,
-            headers=headers,
-            timeout=config.timeout,
-            max_requests_per_minute=config.max_requests_per_minute,
-            transport=transport,
-            stop=stop,
-        )
+        auth = {"X-API-Key": config.secret or ""}
+        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
         self.stats = self._client.stats
 
     def close(self) -> None:

@@ -260,16 +260,8 @@ class RuntypeSource:
         self._page_size = int(cast(int, opts.get("page_size", 100)))
         self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
         self._start_from = timedelta(seconds=config.start_from)
-        headers = {**config.headers, "Authorization": f"Bearer {config.secret or ''}", "Accept": "application/json"}
-        self._client = ApiClient(
-            source=config.name,
-            base_url=config.base_url,
-            headers=headers,
-            timeout=config.timeout,
-            max_requests_per_minute=config.max_requests_per_minute,
-            transport=transport,
-            stop=stop,
-        )
+        auth = {"Authorization": f"Bearer {config.secret or ''}"}
+        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
         self.stats = self._client.stats
 
     def close(self) -> None:

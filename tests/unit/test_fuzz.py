@@ -21,7 +21,7 @@ from exporter.sources.bctrl import BctrlSource
 from exporter.sources.http import BadResponseError
 from exporter.sources.runtools import RuntoolsSource
 from exporter.sources.runtype import RuntypeSource
-from tests.conftest import NoWait, source_config
+from tests.conftest import NoWait, source_config, MemoryState
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -50,37 +50,6 @@ def shaped(schema: dict[str, st.SearchStrategy[Any]]) -> st.SearchStrategy[Any]:
     return st.one_of(obj, obj, obj, obj, json_values)
 
 
-class MemoryState:
-    """The committed state a source reads, applied batch by batch."""
-
-    def __init__(self) -> None:
-        self.checkpoint: dict[str, object] = {}
-        self.open: dict[str, OpenRun] = {}
-        self.seen: set[str] = set()
-
-    def apply(self, batch: Batch) -> None:
-        json.dumps(batch.checkpoint)  # checkpoints and open-run data must be JSON
-        for run_id in batch.open_deletes:
-            self.open.pop(run_id, None)
-        for run_id, open_run in batch.open_upserts.items():
-            json.dumps(open_run.data)
-            if run_id not in batch.open_deletes:
-                self.open[run_id] = open_run
-        self.seen |= set(batch.seen_add)
-        if batch.checkpoint is not None:
-            self.checkpoint = dict(batch.checkpoint)
-
-    def open_run(self, run_id: str) -> OpenRun | None:
-        return self.open.get(run_id)
-
-    def open_runs(self) -> Iterator[OpenRun]:
-        return iter(list(self.open.values()))
-
-    def finished_open_runs(self, limit: int) -> list[OpenRun]:
-        return [o for o in self.open.values() if o.finished][:limit]
-
-    def is_seen(self, key: str) -> bool:
-        return key in self.seen
 
 
 def survive(source: Any, polls: int = 2) -> None:

@@ -18,7 +18,7 @@ from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.state.store import SourceStateView, StateStore
-from tests.conftest import SEEDS, seed_json_blocks, source_config
+from tests.conftest import SEEDS, seed_json_blocks, source_config, MemoryState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
 T0 = datetime(2026, 3, 19, 14, 30, 0, tzinfo=timezone.utc)
@@ -37,50 +37,14 @@ def iso(seconds: float) -> str:
 # -- an in-memory state that applies batches as the store commits them ------
 
 
-class FakeState:
-    def __init__(self) -> None:
-        self.open: dict[str, OpenRun] = {}
-        self.seen: dict[str, float] = {}
-        self.checkpoint: dict[str, object] = {}
-
-    def open_run(self, run_id: str) -> OpenRun | None:
-        return self.open.get(run_id)
-
-    def open_runs(self) -> Iterator[OpenRun]:
-        return iter(list(self.open.values()))
-
-    def finished_open_runs(self, limit: int) -> list[OpenRun]:
-        return [o for o in self.open.values() if o.finished][:limit]
-
-    def is_seen(self, key: str) -> bool:
-        return key in self.seen
-
-    def apply(self, batch: Batch) -> None:
-        for run_id in batch.open_deletes:
-            self.open.pop(run_id, None)
-        for run_id, open_run in batch.open_upserts.items():
-            if run_id not in batch.open_deletes:
-                self.open[run_id] = copy.deepcopy(open_run)
-        self.seen.update(batch.seen_add)
-        if batch.seen_prune_before is not None:
-            self.seen = {k: v for k, v in self.seen.items() if v >= batch.seen_prune_before}
-        if batch.checkpoint is not None:
-            self.checkpoint = json.loads(json.dumps(batch.checkpoint))  # as stored: JSON
-
-    def in_progress(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for o in self.open.values():
-            if not o.finished:
-                counts[o.agent] = counts.get(o.agent, 0) + 1
-        return counts
 
 
 class Harness:
-    def __init__(self, handler: Handler, state: FakeState | None = None, **options: object) -> None:
+    def __init__(self, handler: Handler, state: MemoryState | None = None, **options: object) -> None:
         options.setdefault("agents", ["agent-a"])
         secret = str(options.pop("secret", TOKEN))
         start_from = float(options.pop("start_from", 3600.0))  # type: ignore[arg-type]
-        self.state = state or FakeState()
+        self.state = state or MemoryState()
         self.source = AgentActivitiesSource(
             source_config("agent_activities", name="acts", secret=secret, start_from=start_from, **options),
             transport=httpx.MockTransport(handler),

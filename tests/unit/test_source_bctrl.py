@@ -20,7 +20,7 @@ from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run, RunStat
 from exporter.sources.base import PollContext
 from exporter.sources.bctrl import BctrlSource, parse_item
 from exporter.sources.http import AuthError, BadRecordError, BadResponseError, CursorLoopError, RetryableError
-from tests.conftest import source_config, NoWait
+from tests.conftest import source_config, NoWait, MemoryState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bctrl"
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
@@ -111,53 +111,6 @@ def run_end(run_id: str, at: datetime, status: str = "succeeded") -> dict[str, A
 # -- an in-memory StateView that applies committed batches -------------------------
 
 
-class FakeState:
-    def __init__(self) -> None:
-        self.checkpoint: dict[str, object] = {}
-        self.open: dict[str, OpenRun] = {}
-        self.seen: dict[str, float] = {}
-        self.runs: list[Run] = []
-        self.events: list[ActivityEvent] = []
-        self.rejected: list[Rejected] = []
-        self.records: dict[str, int] = {}
-        self.caught_up_to: datetime | None = None
-
-    # StateView
-    def open_run(self, run_id: str) -> OpenRun | None:
-        return self.open.get(run_id)
-
-    def open_runs(self) -> Iterator[OpenRun]:
-        for run_id in sorted(self.open):  # like the store: by id, sees later commits
-            if (current := self.open.get(run_id)) is not None:
-                yield current
-
-    def finished_open_runs(self, limit: int) -> list[OpenRun]:
-        return [o for o in self.open.values() if o.finished][:limit]
-
-    def is_seen(self, key: str) -> bool:
-        return key in self.seen
-
-    def apply(self, batch: Batch) -> None:
-        # Like the store: a JSON round trip, so nothing shares objects with the source.
-        for run_id in batch.open_deletes:
-            self.open.pop(run_id, None)
-        for run_id, o in batch.open_upserts.items():
-            if run_id not in batch.open_deletes:
-                self.open[run_id] = OpenRun(run_id=o.run_id, agent=o.agent, opened_at=o.opened_at,
-                                            data=json.loads(json.dumps(o.data)), finished=o.finished)
-        for key, at in batch.seen_add.items():
-            self.seen.setdefault(key, at)
-        if batch.seen_prune_before is not None:
-            self.seen = {k: at for k, at in self.seen.items() if at >= batch.seen_prune_before}
-        if batch.checkpoint is not None:
-            self.checkpoint = json.loads(json.dumps(batch.checkpoint))
-        self.runs += batch.runs
-        self.events += batch.events
-        self.rejected += batch.rejected
-        for kind, n in batch.records.items():
-            self.records[kind] = self.records.get(kind, 0) + n
-        if batch.caught_up_to is not None:
-            self.caught_up_to = batch.caught_up_to
 
 
 def make_source(fake: FakeBctrl, **options: Any) -> BctrlSource:
@@ -168,7 +121,7 @@ def make_source(fake: FakeBctrl, **options: Any) -> BctrlSource:
     return src
 
 
-def poll(src: BctrlSource, state: FakeState, now: datetime = NOW) -> list[Batch]:
+def poll(src: BctrlSource, state: MemoryState, now: datetime = NOW) -> list[Batch]:
     batches = []
     for batch in src.poll(PollContext(checkpoint=dict(state.checkpoint), now=now, state=state)):
         state.apply(batch)
@@ -204,7 +157,7 @@ def test_fixture_run_exported_with_tool_calls_and_events() -> None:
     fake.override["/v1/runs"] = lambda r: httpx.Response(200, json=listing)
     fake.override["/v1/runs/run_01/activity"] = lambda r: httpx.Response(200, json=page)
     fake.override["/v1/runs/run_02/activity"] = lambda r: httpx.Response(200, json={"items": [], "nextCursor": None})
-    state = FakeState()
+    state = MemoryState()
     poll(make_source(fake), state)
 
     assert [r.run_id for r in state.runs] == ["run_01"]
@@ -349,7 +302,7 @@ def test_in_flight_run_read_incrementally_and_exported_once() -> None:
     fake.add_items("r1", run_start("r1", t0), item("i1", "r1", t0 + timedelta(seconds=1), status="running",
                                                     commandId="c1", title="Type"),
                    item("n1", "r1", t0 + timedelta(seconds=1), category="network", level="debug"))
-    src, state = make_source(fake, page_size=2), FakeState()
+    src, state = make_source(fake, page_size=2), MemoryState()
 
     poll(src, state)
     assert state.runs == [] and set(state.open) == {"r1"}
@@ -390,7 +343,7 @@ def test_last_page_reread_is_deduplicated() -> None:
     fake = FakeBctrl()
     fake.add_run("r1", NOW - timedelta(minutes=1))
     fake.add_items("r1", run_start("r1", NOW - timedelta(minutes=1)), item("i1", "r1", NOW))
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     before = copy.deepcopy(state.open["r1"].data)
     batches = poll(src, state, NOW + timedelta(seconds=30))
@@ -407,7 +360,7 @@ def test_idle_request_pattern() -> None:
         fake.add_items(f"r{n}", run_start(f"r{n}", NOW - timedelta(minutes=5 - n)))
     fake.add_run("done", NOW - timedelta(minutes=6), status="succeeded")
     fake.add_items("done", run_start("done", NOW - timedelta(minutes=6)), run_end("done", NOW - timedelta(minutes=5)))
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     assert [r.run_id for r in state.runs] == ["done"]
     for k in range(3):
@@ -425,7 +378,7 @@ def test_listing_stops_at_the_window_and_moves_its_watermark() -> None:
     for n in range(5):
         fake.add_run(f"new{n}", NOW - timedelta(minutes=n + 1), status="succeeded")
         fake.add_items(f"new{n}", run_start(f"new{n}", NOW - timedelta(minutes=n + 1)))
-    src, state = make_source(fake, page_size=4), FakeState()
+    src, state = make_source(fake, page_size=4), MemoryState()
     poll(src, state)
     listing = [r for r in fake.requests if r.url.path == "/v1/runs"]
     assert [r.url.params.get("cursor") for r in listing] == [None, "r4"]  # stopped on the first old run
@@ -453,7 +406,7 @@ def test_repeated_listing_rows_and_repeated_activity_items_count_once() -> None:
            "q2": {"items": items[1:3] + items[1:2], "nextCursor": "q3"},  # repeats the previous page's item
            "q3": {"items": items[2:], "nextCursor": None}}
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(200, json=act[r.url.params.get("cursor")])
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     assert [r.run_id for r in state.runs] == ["r1"]
     assert sorted(e.id for e in state.events) == ["i1", "i2", "r1-end", "r1-start"]
@@ -469,7 +422,7 @@ def test_status_going_backwards_keeps_the_terminal_status() -> None:
     fake.add_items("r1", run_start("r1", t0),
                    item("e1", "r1", t0 + timedelta(seconds=1), severity="error", title="Crash", message="boom"),
                    item("e2", "r1", t0 + timedelta(seconds=2), severity="error", title="Page closed"))
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(503)
     with pytest.raises(RetryableError):  # the listing is committed, the activity read fails
         poll(src, state)
@@ -488,7 +441,7 @@ def test_run_older_than_the_window_ends_on_its_system_item() -> None:
     t0 = NOW - timedelta(minutes=30)
     fake.add_run("long", t0)
     fake.add_items("long", run_start("long", t0))
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     for n in range(3):
         fake.add_run(f"later{n}", NOW + timedelta(minutes=n))
@@ -509,14 +462,14 @@ def test_activity_cursor_loop_ends_the_poll() -> None:
     fake.add_run("r1", NOW - timedelta(minutes=1))
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(200, json={"items": [], "nextCursor": "same"})
     with pytest.raises(CursorLoopError):
-        poll(make_source(fake), FakeState())
+        poll(make_source(fake), MemoryState())
 
 
 def test_listing_cursor_loop_ends_the_poll_without_moving_the_watermark() -> None:
     fake = FakeBctrl()
     row = {"id": "r1", "status": "running", "createdAt": iso(NOW)}
     fake.override["/v1/runs"] = lambda r: httpx.Response(200, json={"data": [row], "nextCursor": "again"})
-    state = FakeState()
+    state = MemoryState()
     with pytest.raises(CursorLoopError):
         poll(make_source(fake), state)
     assert state.checkpoint == {}
@@ -530,7 +483,7 @@ def test_bad_item_rejected_rest_of_page_used_and_rejected_once() -> None:
     del bad["severity"]
     fake.add_items("r1", run_start("r1", t0), bad, item("ok1", "r1", t0 + timedelta(seconds=1)),
                    {**item("bad2", "r1", t0), "time": "not-a-time"})
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     assert sorted((r.reason, r.record_id) for r in state.rejected) == [("bad_timestamp", "bad2"),
                                                                       ("missing_field", "bad1")]
@@ -545,7 +498,7 @@ def test_bad_listing_row_rejected_once_rest_used() -> None:
     broken = {"id": "r2", "runtimeId": "rt", "status": "running", "createdAt": None}
     fake.override["/v1/runs"] = lambda r: httpx.Response(200, json={"data": [fake.runs["r1"], broken],
                                                                      "nextCursor": None})
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     poll(src, state, NOW + timedelta(seconds=30))
     assert [(r.reason, r.record_id) for r in state.rejected] == [("missing_field", "r2")]
@@ -556,7 +509,7 @@ def test_html_body_is_a_bad_response_and_keeps_the_checkpoint() -> None:
     fake = FakeBctrl()
     fake.override["/v1/runs"] = lambda r: httpx.Response(
         200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"})
-    state = FakeState()
+    state = MemoryState()
     state.checkpoint = {"watermark": iso(NOW - timedelta(minutes=5))}
     with pytest.raises(BadResponseError):
         poll(make_source(fake), state)
@@ -568,7 +521,7 @@ def test_wrong_envelope_is_a_bad_response() -> None:
     fake.add_run("r1", NOW - timedelta(minutes=1))
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(200, json={"data": []})
     with pytest.raises(BadResponseError):
-        poll(make_source(fake), FakeState())
+        poll(make_source(fake), MemoryState())
 
 
 def test_unauthorized_is_an_auth_error() -> None:
@@ -576,7 +529,7 @@ def test_unauthorized_is_an_auth_error() -> None:
     fake.override["/v1/runs"] = lambda r: httpx.Response(401, json={"error": {"code": "unauthorized",
                                                                               "message": "bad key"}})
     with pytest.raises(AuthError):
-        poll(make_source(fake), FakeState())
+        poll(make_source(fake), MemoryState())
     assert fake.requests[0].headers["authorization"] == "Bearer s3cret-key-value"
 
 
@@ -587,7 +540,7 @@ def test_404_drops_the_run_with_a_warning_and_goes_on(caplog: pytest.LogCaptureF
     fake.add_run("b-ok", t0, status="succeeded")
     fake.add_items("b-ok", run_start("b-ok", t0), run_end("b-ok", t0 + timedelta(seconds=2)))
     del fake.activity["a-gone"]  # listed, but its activity answers 404
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     with caplog.at_level(logging.WARNING, logger="exporter.sources.bctrl"):
         poll(src, state)
     assert [r.run_id for r in state.runs] == ["b-ok"] and state.open == {}
@@ -608,7 +561,7 @@ def test_fixed_runs_need_no_listing_and_end_on_a_system_item() -> None:
                                                     level="debug"))
     fake.add_items("f2", run_start("f2", t0))
     src = make_source(fake, runs=("f1", "f2"), level="summary", categories=("system", "action"))
-    state = FakeState()
+    state = MemoryState()
     poll(src, state)
     assert "/v1/runs" not in fake.paths()
     q = fake.requests[0].url.params
@@ -632,7 +585,7 @@ def test_fixed_runs_need_no_listing_and_end_on_a_system_item() -> None:
 def test_fixed_run_404_is_not_asked_for_again() -> None:
     fake = FakeBctrl()
     fake.add_items("f2", run_start("f2", NOW))
-    src, state = make_source(fake, runs=("nope", "f2")), FakeState()
+    src, state = make_source(fake, runs=("nope", "f2")), MemoryState()
     poll(src, state)
     assert set(state.open) == {"f2"}
     fake.reset()
@@ -646,7 +599,7 @@ def test_expire_gives_an_incomplete_run_with_what_was_read() -> None:
     fake.add_run("r1", t0, runtime="rt_x")
     fake.add_items("r1", run_start("r1", t0), item("c", "r1", t0 + timedelta(seconds=1), status="running",
                                                     commandId="cmd", title="Scroll"))
-    src, state = make_source(fake), FakeState()
+    src, state = make_source(fake), MemoryState()
     poll(src, state)
     run = src.expire(state.open["r1"], NOW + timedelta(hours=24))
     assert (run.status, run.ended_at, run.agent_id, run.started_at) == (RunStatus.INCOMPLETE, None, "rt_x", t0)

@@ -18,7 +18,7 @@ from exporter.model import Batch, OpenRun, Run, RunStatus, ToolStatus, parse_tim
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.sources.runtype import RuntypeSource
-from tests.conftest import seed_json_blocks, source_config
+from tests.conftest import seed_json_blocks, source_config, MemoryState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runtype"
 T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
@@ -103,46 +103,11 @@ class Platform:
         })
 
 
-class FakeState:
-    """In-memory StateView that applies committed batches like the store."""
-
-    def __init__(self) -> None:
-        self.open: dict[str, OpenRun] = {}
-        self.seen: dict[str, float] = {}
-        self.checkpoint: dict[str, object] = {}
-
-    def open_run(self, run_id: str) -> OpenRun | None:
-        return self.open.get(run_id)
-
-    def open_runs(self) -> Iterator[OpenRun]:
-        after = ""  # keyset order, re-read after each step, as the store does
-        while ids := sorted(k for k in self.open if k > after):
-            after = ids[0]
-            yield self.open[after]
-
-    def finished_open_runs(self, limit: int) -> list[OpenRun]:
-        return [o for o in self.open.values() if o.finished][:limit]
-
-    def is_seen(self, key: str) -> bool:
-        return key in self.seen
-
-    def apply(self, batch: Batch) -> None:
-        for run_id in batch.open_deletes:
-            self.open.pop(run_id, None)
-        for run_id, o in batch.open_upserts.items():
-            if run_id not in batch.open_deletes:
-                self.open[run_id] = OpenRun(run_id=o.run_id, agent=o.agent, opened_at=o.opened_at,
-                                            data=json.loads(json.dumps(o.data)), finished=o.finished)
-        self.seen.update(batch.seen_add)
-        if batch.seen_prune_before is not None:
-            self.seen = {k: at for k, at in self.seen.items() if at >= batch.seen_prune_before}
-        if batch.checkpoint is not None:
-            self.checkpoint = json.loads(json.dumps(batch.checkpoint))
 
 
 class Harness:
     def __init__(self, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
-        self.state = FakeState()
+        self.state = MemoryState()
         config = source_config("runtype", name="rt", start_from=start_from, **options)
         self.source = RuntypeSource(config, transport=httpx.MockTransport(handler))
         self.runs: list[Run] = []
