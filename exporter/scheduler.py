@@ -133,7 +133,8 @@ class SourceJob:
         name = self.source.name
         started = time.monotonic()
         now = self.pipeline.clock()
-        outcome, error = "success", None
+        outcome: str = "success"
+        error: SourceError | None = None
         try:
             ctx = PollContext(checkpoint=self.pipeline.store.checkpoint(name), now=now, state=self._view)
             for batch in self.source.poll(ctx):

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import httpx
@@ -31,6 +31,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import AttributeValue
 
 from exporter import __version__
 from exporter.config import TracesConfig
@@ -145,7 +146,7 @@ class GrpcSender:
             self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials())
         else:
             self._channel = grpc.insecure_channel(target)
-        self._stub = TraceServiceStub(self._channel)
+        self._stub = TraceServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self._metadata = tuple(headers.items())
         self._timeout = timeout
         self._encoder = _Encoder(service_name)
@@ -156,7 +157,7 @@ class GrpcSender:
         try:
             self._stub.Export(request, metadata=self._metadata, timeout=self._timeout)
         except self._rpc_error as err:
-            code = err.code().name if hasattr(err, "code") else "UNKNOWN"  # type: ignore[attr-defined]
+            code = err.code().name if hasattr(err, "code") else "UNKNOWN"
             outcome = Outcome.RETRY if code in self.RETRY_CODES else Outcome.REJECTED
             return SendResult(outcome, f"OTLP endpoint answered gRPC {code}")
         return DELIVERED
@@ -221,7 +222,7 @@ def to_readable_span(span: dict[str, object], resource: Resource) -> ReadableSpa
     code = _STATUS.get(int(status.get("code", 0)), StatusCode.UNSET)
     events = [
         Event(str(e["name"]), _attributes(e.get("attributes")), timestamp=int(e["timeUnixNano"]))
-        for e in span.get("events", []) or []  # type: ignore[union-attr]
+        for e in cast(list[dict[str, Any]], span.get("events") or [])
     ]
     return ReadableSpan(
         name=str(span["name"]),
@@ -238,24 +239,26 @@ def to_readable_span(span: dict[str, object], resource: Resource) -> ReadableSpa
     )
 
 
-def _attributes(items: object) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items or []:  # type: ignore[attr-defined]
+def _attributes(items: object) -> dict[str, AttributeValue]:
+    out: dict[str, AttributeValue] = {}
+    for item in cast(list[dict[str, Any]], items or []):
         out[item["key"]] = _value(item["value"])
     return out
 
 
-def _value(v: dict[str, object]) -> object:
+def _value(v: dict[str, Any]) -> AttributeValue:
+    """OTLP/JSON AnyValue -> SDK attribute value (the converter writes only
+    strings, bools, ints, doubles and arrays of strings)."""
     if "stringValue" in v:
-        return v["stringValue"]
+        return str(v["stringValue"])
     if "boolValue" in v:
         return bool(v["boolValue"])
     if "intValue" in v:
-        return int(str(v["intValue"]))
+        return int(v["intValue"])
     if "doubleValue" in v:
-        return float(v["doubleValue"])  # type: ignore[arg-type]
-    values = v.get("arrayValue", {}).get("values", [])  # type: ignore[union-attr]
-    return tuple(_value(x) for x in values)
+        return float(v["doubleValue"])
+    values = v.get("arrayValue", {}).get("values", [])
+    return tuple(str(x.get("stringValue", "")) for x in values)
 
 
 class OutboxDrain:

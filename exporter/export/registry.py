@@ -41,8 +41,8 @@ class Histogram:
     @staticmethod
     def from_json(data: object, buckets: int) -> Histogram:
         if isinstance(data, dict) and len(data.get("c", ())) == buckets + 1:
-            ex = tuple(tuple(x) if x else None for x in data["x"])
-            return Histogram(tuple(int(c) for c in data["c"]), float(data["s"]), ex)  # type: ignore[arg-type]
+            ex = tuple((str(x[0]), float(x[1]), float(x[2])) if x else None for x in data["x"])
+            return Histogram(tuple(int(c) for c in data["c"]), float(data["s"]), ex)
         return Histogram((0,) * (buckets + 1), 0.0, (None,) * (buckets + 1))
 
 

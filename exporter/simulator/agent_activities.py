@@ -12,14 +12,21 @@ completed | failed | cancelled | stopped; `token_usage`, `error` and
 counters for some runs and a single integer (the total) for others. Sorting
 puts runs without the sorted-on time (not started, not completed) last.
 No endpoint lists agents: `Simulator.agents("agent_activities")` names them.
+
+Faults (faults.py): backwards shows a long-finished run of a list page or a
+detail as it was earlier (pending/running, completed_on, token_usage and
+error null, result cut to what was known then); junk adds to a list page a
+run with no usable id.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import uuid
 from dataclasses import dataclass
 
+from exporter.simulator.hostile import JunkShape, junk_uuid, make_junk, rewind_detail, rewind_list
 from exporter.simulator.timefmt import ceil_ms, floor_ms, iso_us_offset, parse_iso_us
 from exporter.simulator.truth import FinishedRuns, run_record, tool_record
 from exporter.simulator.wire import (
@@ -304,8 +311,13 @@ class AgentActivitiesApi:
         run = self._store.runs[seq] if seq is not None else None
         if run is None or run.agent != agent or run.created_ms > now_ms:
             raise NotFound("Run not found")
-        data = render_run(run, self._store.agents[agent], now_ms, _fields(request))
-        return Response.json(200, {"status": "success", "status_code": 200, "data": data})
+        spec = self._store.agents[agent]
+        fields = _fields(request)
+        data = render_run(run, spec, now_ms, fields)
+        response = Response.json(200, {"status": "success", "status_code": 200, "data": data})
+        response.rewind = rewind_detail(response, run, now_ms, lambda r, at: render_run(r, spec, at, fields),
+                                        lambda item: {"status": "success", "status_code": 200, "data": item})
+        return response
 
     def _list(self, request: Request, agent: int, now_ms: int) -> Response:
         query = _parse_query(request)
@@ -317,7 +329,8 @@ class AgentActivitiesApi:
         total = len(matched)
         first = (query.page - 1) * query.per_page
         page = matched[first : first + query.per_page]
-        items: list[JsonValue] = [render_run(run, store.agents[agent], now_ms, query.fields) for run in page]
+        spec = store.agents[agent]
+        items: list[JsonValue] = [render_run(run, spec, now_ms, query.fields) for run in page]
         payload: JsonObject = {
             "status": "success",
             "status_code": 200,
@@ -332,7 +345,13 @@ class AgentActivitiesApi:
             },
         }
         key = listing_key(PLATFORM, request, skip=("page",))
-        return Response.json(200, payload, Listing(key, ("data", "items")))
+
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_shape(rng, spec, now_ms, query.fields), rng)
+
+        response = Response.json(200, payload, Listing(key, ("data", "items"), junk=junk))
+        response.rewind = rewind_list(response, page, now_ms, lambda r, at: render_run(r, spec, at, query.fields))
+        return response
 
     def _candidates(self, query: _Query, agent: int, now_ms: int) -> list[int]:
         """Seqs that may match, narrowed by bisection where a date window or
@@ -391,6 +410,34 @@ class AgentActivitiesApi:
     def truth(self, now_ms: int) -> JsonObject:
         """Runs finished by now. This platform defines no activity events."""
         return {"runs": self._finished.records(), "events": None, "events_summary": None}
+
+
+def _junk_shape(rng: random.Random, agent: AgentSpec, now_ms: int, fields: frozenset[str]) -> JunkShape:
+    """A finished run that never existed (its uuids are not uuid4s), for the junk fault."""
+    ended = now_ms - int(rng.random() * 60_000)
+    started = ended - 2_000 - int(rng.random() * 6_000)
+    attributes: JsonObject = {
+        "agent_uid": agent.id,
+        "agent_version_uid": agent.version_id,
+        "scratchpad_uid": junk_uuid(rng),
+        "workflow_id": f"agent-loop-{agent.id[:8]}",
+        "approach": "loop",
+        "status": "completed",
+        "sandbox": False,
+        "trigger_type": "manual",
+    }
+    if "token_usage" in fields:
+        attributes["token_usage"] = {"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500}
+    attributes.update({"started_on": iso_us_offset(started), "completed_on": iso_us_offset(ended),
+                       "created_on": iso_us_offset(started - 400)})
+    return JunkShape(
+        {"id": junk_uuid(rng), "type": "agent-runs", "attributes": attributes},
+        time_paths=(("attributes", "started_on"), ("attributes", "completed_on"), ("attributes", "created_on")),
+        unknown_enums={("attributes", "status"): "paused", ("attributes", "trigger_type"): "carrier_pigeon",
+                       ("type",): "agent-walks"},
+        wrong_types={("attributes",): "completed", ("attributes", "sandbox"): "yes", ("attributes", "status"): 3},
+        required=(("attributes", "status"), ("attributes", "created_on"), ("type",)),
+    )
 
 
 def _times(run: RunSpec, now_ms: int) -> dict[str, int | None]:

@@ -15,14 +15,21 @@ group), possibly debug items, and a last item with status succeeded|failed.
 `nextCursor: null` means no more items *yet*: the cursor is a position in the
 run's fixed item sequence, so a reader that keeps its last cursor reads the
 items appended later from there. Both lists clamp `limit` to 100.
+
+Faults (faults.py): backwards shows a long-finished run of the runs list or
+of GET /v1/runs/{id} as it was earlier (pending/running, endedAt null); the
+activity timeline is a feed and never goes back. junk adds an item with no
+usable id, about a made-up run, to a runs page or an activity page.
 """
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 
 from exporter.simulator.cursors import decode_cursor, encode_cursor
+from exporter.simulator.hostile import JunkShape, junk_hex, make_junk, rewind_detail, rewind_list
 from exporter.simulator.timefmt import iso_ms_z
 from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_record
 from exporter.simulator.wire import (
@@ -168,7 +175,10 @@ class BctrlApi:
             run = self._visible_run(parts[2], now_ms)
             agent = self._store.agents[run.agent]
             if len(parts) == 3:
-                return Response.json(200, _render_run(run, agent, now_ms))
+                response = Response.json(200, _render_run(run, agent, now_ms))
+                response.rewind = rewind_detail(response, run, now_ms, lambda r, at: _render_run(r, agent, at),
+                                                lambda item: item)
+                return response
             if parts[3] == "activity":
                 return self._activity(request, run, agent, now_ms)
         raise NotFound(f"no route for {request.path}")
@@ -202,6 +212,7 @@ class BctrlApi:
             # need to walk the whole history to find them.
             floor = log.first_at_or_after(now_ms - store.max_run_ms)
         page: list[JsonValue] = []
+        shown: list[RunSpec] = []
         last = -1
         more = False
         for index in range(position - 1, floor - 1, -1):
@@ -215,10 +226,19 @@ class BctrlApi:
                 more = True
                 break
             page.append(_render_run(run, agent, now_ms))
+            shown.append(run)
             last = index
         payload: JsonObject = {"data": page, "nextCursor": encode_cursor({"p": last}) if more else None}
         key = listing_key(PLATFORM, request, skip=("cursor",))
-        return Response.json(200, payload, Listing(key, ("data",), ("nextCursor",)))
+        at_ms = shown[-1].created_ms if shown else now_ms
+
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_run(rng, store.agents, at_ms), rng)
+
+        response = Response.json(200, payload, Listing(key, ("data",), ("nextCursor",), junk))
+        response.rewind = rewind_list(response, shown, now_ms,
+                                      lambda r, at: _render_run(r, store.agents[r.agent], at))
+        return response
 
     def _activity(self, request: Request, run: RunSpec, agent: AgentSpec, now_ms: int) -> Response:
         limit = min(request.int_arg("limit", DEFAULT_LIMIT), MAX_LIMIT)
@@ -241,6 +261,7 @@ class BctrlApi:
             start = position
         page: list[JsonValue] = []
         next_start: int | None = None
+        at_ms = run.start_ms
         for k in range(start, len(items)):
             item = items[k]
             if item.ms > now_ms:
@@ -253,10 +274,15 @@ class BctrlApi:
                 next_start = k
                 break
             page.append(_render_item(item, k, run, agent))
+            at_ms = item.ms
         next_cursor = encode_cursor({"r": run.run_id, "p": next_start}) if next_start is not None else None
         payload: JsonObject = {"items": page, "nextCursor": next_cursor}
         key = listing_key(PLATFORM, request, skip=("cursor",))
-        return Response.json(200, payload, Listing(key, ("items",), ("nextCursor",)))
+
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_item(rng, agent, at_ms), rng)
+
+        return Response.json(200, payload, Listing(key, ("items",), ("nextCursor",), junk))
 
     def _record(self, run: RunSpec) -> JsonObject:
         return run_record(
@@ -299,6 +325,57 @@ class BctrlApi:
             if not run.ended_by(now_ms):
                 self._count(run, now_ms, every, summary)
         return {"runs": runs, "events": event_counts(every), "events_summary": event_counts(summary)}
+
+
+def _junk_run(rng: random.Random, agents: list[AgentSpec], at_ms: int) -> JunkShape:
+    """A finished run that never existed (its id contains "junk"), for the junk fault."""
+    agent = agents[int(rng.random() * len(agents))]
+    started = at_ms + 300
+    item: JsonObject = {
+        "id": "run_" + junk_hex(rng, 20),
+        "runtimeId": agent.id,
+        "spaceId": agent.space_id,
+        "runtimeKind": agent.kind,
+        "status": "succeeded",
+        "createdAt": iso_ms_z(at_ms),
+        "startedAt": iso_ms_z(started),
+        "endedAt": iso_ms_z(started + 2_000 + int(rng.random() * 5_000)),
+    }
+    return JunkShape(
+        item,
+        time_paths=(("createdAt",), ("startedAt",), ("endedAt",)),
+        unknown_enums={("status",): "paused", ("runtimeKind",): "quantum"},
+        wrong_types={("runtimeId",): {"id": agent.id}, ("status",): 1, ("endedAt",): True},
+        required=(("status",), ("createdAt",), ("runtimeId",)),
+    )
+
+
+def _junk_item(rng: random.Random, agent: AgentSpec, at_ms: int) -> JunkShape:
+    """An activity item of a run and command that never existed, for the junk fault."""
+    command = "cmd_" + junk_hex(rng, 12)
+    item: JsonObject = {
+        "id": "act_" + junk_hex(rng, 23),
+        "runId": "run_" + junk_hex(rng, 20),
+        "runtimeId": agent.id,
+        "runtimeKind": agent.kind,
+        "category": "action",
+        "level": "summary",
+        "severity": "info",
+        "time": iso_ms_z(at_ms),
+        "title": "browser.click succeeded",
+        "type": "browser.click",
+        "status": "succeeded",
+        "commandId": command,
+        "data": {"command": "browser.click", "durationMs": 412},
+    }
+    return JunkShape(
+        item,
+        time_paths=(("time",),),
+        unknown_enums={("category",): "telepathy", ("level",): "verbose", ("severity",): "critical",
+                       ("status",): "paused", ("runtimeKind",): "quantum"},
+        wrong_types={("data",): ["not", "an", "object"], ("title",): 42, ("commandId",): [command]},
+        required=(("runId",), ("category",), ("level",), ("severity",), ("time",), ("type",)),
+    )
 
 
 def _csv(request: Request, name: str) -> set[str]:

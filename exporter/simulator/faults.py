@@ -1,8 +1,10 @@
 """Fault injection for the platform APIs (SPEC section 9).
 
 `parse_faults("429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05")`
-gives the probability of each fault per API request. The injector draws from
-its own RNG so that turning faults on or off never changes the world.
+gives the probability of each fault per API request (names: 429, 500, html,
+truncate, slow, dup, oddtime, backwards, junk). The injector draws from its
+own RNG so that turning faults on or off never changes the world, nor the
+truth.
 
 - 429: the platform's error body, with Retry-After alternating between
   delta-seconds and an HTTP date;
@@ -11,10 +13,35 @@ its own RNG so that turning faults on or off never changes the world.
 - truncate: status 200 with the JSON body cut in half;
 - slow: answer after a delay (2 s by default);
 - dup: a list page that repeats items of the previous page of the same
-  listing and, one time in four, the previous page's nextCursor as well.
+  listing and, one time in four, the previous page's nextCursor as well;
+- oddtime: every timestamp in the JSON body is the same instant (to the
+  microsecond) in another form, one per response: a non-Z offset such as
+  +05:30 or -08:00 with 3, 6 or 9 fractional digits, or Z with 9 digits
+  (nine digits carry 0-499 ns below the microsecond);
+- backwards: one run of the response that finished at least 5 s ago is
+  shown in an earlier state (running, or pending where it had a queued
+  time: end time, totals, result null), as if its status went backwards;
+  the next clean response shows it finished again. agent_activities runs
+  (list and detail), bctrl runs (list and GET /v1/runs/{id}), runtype
+  executions (list and detail); never an activity feed (runtools events,
+  bctrl activity items) nor tool calls;
+- junk: a list page gets one extra malformed item at a random place: its id
+  missing or not a string (null, an object, a list, true), always, and now
+  and then also a garbage timestamp, an unknown enum value, a field of the
+  wrong type or required fields missing. It is about no real run or event
+  (made-up references containing "junk"), so a reader that rejects it (as
+  it must: it has no usable id) stays equal to the truth. On runtools
+  events, agent_activities runs, bctrl runs and activity items, runtype
+  executions and tool calls; not on runtype's agent list.
 
 At most one of 429/500/html/truncate applies to a request; slow and dup
-combine with anything. Every faulted response carries `X-Sim-Fault`.
+combine with anything; oddtime, backwards and junk combine with each other,
+slow and dup, and apply only to a 200 JSON answer that none of
+429/500/html/truncate replaced. Faults never apply to /_truth or /_control
+(the simulator does not route them here). Every faulted response carries
+`X-Sim-Fault`, a comma list of the faults that changed it (a content fault
+that found nothing to change, say backwards on a page of running runs, is
+not named).
 """
 
 from __future__ import annotations
@@ -24,6 +51,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from exporter.simulator.hostile import insert_junk, oddtime
 from exporter.simulator.timefmt import http_date
 from exporter.simulator.wire import JsonValue, Listing, Response
 
@@ -35,6 +63,9 @@ _NAMES: dict[str, str] = {
     "truncate": "truncate",
     "slow": "slow",
     "dup": "dup",
+    "oddtime": "oddtime",
+    "backwards": "backwards",
+    "junk": "junk",
 }
 _DUP_SAME_CURSOR = 0.25  # share of dup faults that also repeat the cursor
 _DUP_MEMORY = 512  # listings remembered for dup; oldest forgotten first
@@ -49,6 +80,9 @@ class FaultSpec:
     truncate: float = 0.0
     slow: float = 0.0
     dup: float = 0.0
+    oddtime: float = 0.0
+    backwards: float = 0.0
+    junk: float = 0.0
 
     @property
     def active(self) -> bool:
@@ -60,8 +94,10 @@ class FaultSpec:
 
 
 def parse_faults(spec: str | None) -> FaultSpec:
-    """Parse `name=probability,...`. Unknown names, repeated names and
-    probabilities outside [0, 1] raise ValueError; an empty spec is no faults."""
+    """Parse `name=probability,...`, names among 429, 500, html, truncate,
+    slow, dup, oddtime, backwards, junk (module docstring). Unknown names
+    (the message lists the known ones), repeated names and probabilities
+    outside [0, 1] raise ValueError; an empty spec is no faults."""
     values: dict[str, float] = {}
     for part in (spec or "").split(","):
         part = part.strip()
@@ -93,6 +129,10 @@ class FaultPlan:
     slow: bool = False
     dup: bool = False
     dup_cursor: bool = False
+    oddtime: bool = False
+    backwards: bool = False
+    junk: bool = False
+    choices: int = 0  # seeds the RNG of this request's hostile choices (hostile.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +148,15 @@ class FaultInjector:
     spec: FaultSpec
     seed: int
     _rng: random.Random = field(init=False)
+    # The content faults (oddtime, backwards, junk) draw from a second stream,
+    # so that adding them to a spec leaves the requests the older faults hit as they were.
+    _hostile_rng: random.Random = field(init=False)
     _retry_as_date: bool = False
     _pages: OrderedDict[str, _Page] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(f"{self.seed}|faults")
+        self._hostile_rng = random.Random(f"{self.seed}|faults|hostile")
 
     def draw(self) -> FaultPlan:
         if not self.spec.active:
@@ -125,7 +169,18 @@ class FaultInjector:
                 replace = name
                 break
         dup = u[5] < self.spec.dup
-        return FaultPlan(replace=replace, slow=u[4] < self.spec.slow, dup=dup, dup_cursor=dup and u[6] < _DUP_SAME_CURSOR)
+        h = [self._hostile_rng.random() for _ in range(3)]
+        choices = self._hostile_rng.getrandbits(64)
+        return FaultPlan(
+            replace=replace,
+            slow=u[4] < self.spec.slow,
+            dup=dup,
+            dup_cursor=dup and u[6] < _DUP_SAME_CURSOR,
+            oddtime=h[0] < self.spec.oddtime,
+            backwards=h[1] < self.spec.backwards,
+            junk=h[2] < self.spec.junk,
+            choices=choices,
+        )
 
     def apply(
         self,
@@ -144,6 +199,9 @@ class FaultInjector:
             self._remember(listing, response.payload)
             if plan.dup and previous is not None and _add_dup(response, listing, previous, plan.dup_cursor):
                 applied.append("dup")
+        content = plan.oddtime or plan.backwards or plan.junk
+        if content and plan.replace is None and response.status == 200 and response.data is None:
+            applied += _deform(plan, response)
         if plan.replace == "429":
             response = error(429, "rate_limited", "Too many requests, slow down")
             response.headers["Retry-After"] = self._retry_after(now_ms)
@@ -178,6 +236,26 @@ class FaultInjector:
         self._pages.move_to_end(listing.key)
         while len(self._pages) > _DUP_MEMORY:
             self._pages.popitem(last=False)
+
+
+def _deform(plan: FaultPlan, response: Response) -> list[str]:
+    """The content faults, in place on this request's own payload (items
+    are replaced, never mutated: the dup memory holds the clean ones).
+    Returns the names of those that changed something."""
+    applied: list[str] = []
+    rng = random.Random(plan.choices)
+    if plan.backwards and response.rewind is not None and response.rewind(rng):
+        applied.append("backwards")
+    listing = response.listing
+    if plan.junk and listing is not None and listing.junk is not None:
+        listing.set_items(response.payload, insert_junk(listing.items(response.payload), listing.junk(rng), rng))
+        applied.append("junk")
+    if plan.oddtime:
+        payload, rewritten = oddtime(response.payload, rng)
+        if rewritten:
+            response.payload = payload
+            applied.append("oddtime")
+    return applied
 
 
 def _add_dup(response: Response, listing: Listing, previous: _Page, same_cursor: bool) -> bool:

@@ -14,16 +14,21 @@ holds the query and a position in the store's append-only feed (ordered by
 occurredAt): the next page looks only below it, so events that arrive while a
 reader pages never shift or repeat what it has not read yet; they are there
 for its next poll. `limit` above 200 is an error.
+
+Faults (faults.py): a page may get a junk event (no usable id, about a
+made-up run). Events have no status to go back, so no backwards here.
 """
 
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from exporter.simulator.cursors import decode_cursor, encode_cursor
+from exporter.simulator.hostile import JunkShape, junk_hex, make_junk
 from exporter.simulator.timefmt import ceil_ms, iso_ms_z, parse_iso_us
 from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_record
 from exporter.simulator.wire import BadRequest, JsonObject, JsonValue, Listing, NotFound, Request, Response, vendor_error
@@ -265,6 +270,7 @@ class RuntoolsApi:
         cache: dict[int, Skeleton] = {}
         picked: list[JsonValue] = []
         last = -1
+        last_ms = now_ms
         more = False
         for index in self._candidates(query, lo, hi, now_ms):
             ref = feed.val[index]
@@ -282,6 +288,7 @@ class RuntoolsApi:
                 break
             picked.append(_render(event, run, k))
             last = index
+            last_ms = event.ms
         next_cursor = encode_cursor({"p": last, "q": {k: v for k, v in query.items()}}) if more else None
         payload: JsonObject = {
             "data": {"events": picked},
@@ -289,7 +296,10 @@ class RuntoolsApi:
         }
         # The listing is the query, wherever it came from (parameters or cursor).
         key = f"{PLATFORM} {request.path.rstrip('/')} {json.dumps(query, sort_keys=True)}"
-        return Response.json(200, payload, Listing(key, ("data", "events"), ("meta", "nextCursor")))
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_shape(rng, [a.id for a in store.agents], last_ms), rng)
+
+        return Response.json(200, payload, Listing(key, ("data", "events"), ("meta", "nextCursor"), junk))
 
     def _candidates(self, query: dict[str, str], lo: int, hi: int, now_ms: int) -> Iterator[int]:
         """Feed positions to examine, newest first, within [lo, hi)."""
@@ -352,6 +362,32 @@ class RuntoolsApi:
             self._event_counts[(event.resource_type, event.severity, event.status)] += 1
         self._counted = len(feed)
         return {"runs": self._finished.records(), "events": event_counts(self._event_counts), "events_summary": None}
+
+
+def _junk_shape(rng: random.Random, agents: list[str], at_ms: int) -> JunkShape:
+    """An event of a run that never existed (ids contain "junk"), for the junk fault."""
+    agent = agents[int(rng.random() * len(agents))]
+    run_id = "run_" + junk_hex(rng, 16)
+    if rng.random() < 0.5:
+        item: JsonObject = {
+            "id": "act_" + junk_hex(rng, 18), "resourceType": "agent", "resourceId": agent,
+            "eventType": "agent.run.completed", "severity": "info", "status": "completed",
+            "title": "Agent run completed", "summary": f"{agent} run completed",
+        }
+    else:
+        item = {
+            "id": "act_" + junk_hex(rng, 18), "resourceType": "tool", "resourceId": "tc_" + junk_hex(rng, 12),
+            "eventType": "tool.call.failed", "severity": "error", "status": "failed",
+            "title": "Tool call failed", "summary": "web_search failed: upstream returned 502", "toolSlug": "web_search",
+        }
+    item.update({"threadId": "thr_" + run_id[4:16], "agentRunId": run_id, "occurredAt": iso_ms_z(at_ms)})
+    return JunkShape(
+        item,
+        time_paths=(("occurredAt",),),
+        unknown_enums={("severity",): "critical", ("status",): "exploded", ("resourceType",): "spaceship"},
+        wrong_types={("eventType",): 42, ("agentRunId",): [run_id], ("title",): {"text": "Agent run completed"}},
+        required=(("occurredAt",), ("eventType",), ("resourceType",)),
+    )
 
 
 def _resume(cursor: str, asked: dict[str, str], feed_length: int) -> tuple[dict[str, str], int]:

@@ -15,15 +15,23 @@ execution, whichever agent ran them (the documented cross-agent drill-down).
 execution's own and null until it ends. The cursor is the id of the first
 item of the next page: it stays valid while newer executions arrive above
 it. `limit` is clamped to 100.
+
+Faults (faults.py): backwards shows a long-finished execution of a list page
+or a detail as it was earlier (pending/running; completedAt, totalCost,
+totalTokens, stopReason null). junk adds an execution or a tool call with
+no usable id (about a made-up execution) to an executions or tool-calls
+page; the agents list gets none.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import zlib
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
+from exporter.simulator.hostile import JunkShape, junk_hex, make_junk, rewind_detail, rewind_list
 from exporter.simulator.timefmt import ceil_ms, floor_ms, iso_ms_z, parse_iso_us
 from exporter.simulator.truth import FinishedRuns, run_record, tool_record
 from exporter.simulator.wire import (
@@ -164,7 +172,10 @@ class RuntypeApi:
             return self._executions(request, agent, now_ms)
         run = self._own_execution(agent, parts[4], now_ms)
         if len(parts) == 5:
-            return Response.json(200, {"data": self._execution(run, now_ms, detail=True)})
+            response = Response.json(200, {"data": self._execution(run, now_ms, detail=True)})
+            response.rewind = rewind_detail(response, run, now_ms, lambda r, at: self._execution(r, at, detail=True),
+                                            lambda item: {"data": item})
+            return response
         if parts[5] != "tool-calls" or len(parts) > 7:
             raise NotFound(f"no route for {request.path}")
         tools = [t for t in run.tools if t.start_ms <= now_ms]
@@ -178,7 +189,13 @@ class RuntypeApi:
         page = _paginate(request, call_ids, _finder(call_ids), None)
         data: list[JsonValue] = [self._tool_call(tools[i], agent_spec, now_ms) for i in page.indices]
         key = listing_key(PLATFORM, request, skip=("cursor",))
-        return Response.json(200, {"data": data, "pagination": page.pagination}, Listing(key, ("data",), ("pagination", "nextCursor")))
+        at_ms = tools[page.indices[-1]].start_ms if page.indices else run.start_ms
+
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_tool_call(rng, agent_spec, at_ms), rng)
+
+        listing = Listing(key, ("data",), ("pagination", "nextCursor"), junk)
+        return Response.json(200, {"data": data, "pagination": page.pagination}, listing)
 
     def _agent(self, agent: AgentSpec) -> JsonObject:
         return {
@@ -262,9 +279,18 @@ class RuntypeApi:
 
         filtered = bool(statuses or surface)
         page = _paginate(request, _Ids(store.runs, seqs), locate, keep if filtered else None)
-        data: list[JsonValue] = [self._execution(store.runs[seqs[i]], now_ms, detail=False) for i in page.indices]
+        shown = [store.runs[seqs[i]] for i in page.indices]
+        data: list[JsonValue] = [self._execution(run, now_ms, detail=False) for run in shown]
         key = listing_key(PLATFORM, request, skip=("cursor",))
-        return Response.json(200, {"data": data, "pagination": page.pagination}, Listing(key, ("data",), ("pagination", "nextCursor")))
+        at_ms = shown[-1].created_ms if shown else now_ms
+
+        def junk(rng: random.Random) -> JsonObject:
+            return make_junk(_junk_execution(rng, store.agents[agent], at_ms), rng)
+
+        listing = Listing(key, ("data",), ("pagination", "nextCursor"), junk)
+        response = Response.json(200, {"data": data, "pagination": page.pagination}, listing)
+        response.rewind = rewind_list(response, shown, now_ms, lambda r, at: self._execution(r, at, detail=False))
+        return response
 
     def _record(self, run: RunSpec) -> JsonObject:
         return run_record(
@@ -286,6 +312,63 @@ class RuntypeApi:
     def truth(self, now_ms: int) -> JsonObject:
         """Executions (sub-agent ones included) finished by now. No activity events."""
         return {"runs": self._finished.records(), "events": None, "events_summary": None}
+
+
+def _junk_execution(rng: random.Random, agent: AgentSpec, at_ms: int) -> JunkShape:
+    """A finished top-level execution that never existed, for the junk fault."""
+    execution_id = "exec_" + junk_hex(rng, 16)
+    started = at_ms + 500
+    item: JsonObject = {
+        "id": execution_id,
+        "agentId": agent.id,
+        "agentSource": "runtype-core",
+        "executionId": execution_id,
+        "parentExecutionId": None,
+        "surfaceType": "api",
+        "status": "completed",
+        "iterations": 2,
+        "totalCost": "0.0123",
+        "stopReason": "end_turn",
+        "startedAt": iso_ms_z(started),
+        "completedAt": iso_ms_z(started + 2_000 + int(rng.random() * 5_000)),
+        "createdAt": iso_ms_z(at_ms),
+        "agentSpec": None,
+        "totalTokens": 1500,
+        "inputMessages": None,
+    }
+    return JunkShape(
+        item,
+        id_paths=(("id",), ("executionId",)),
+        time_paths=(("startedAt",), ("completedAt",), ("createdAt",)),
+        unknown_enums={("status",): "paused", ("surfaceType",): "carrier_pigeon"},
+        wrong_types={("totalCost",): ["0.0123"], ("totalTokens",): "many", ("iterations",): "three",
+                     ("parentExecutionId",): {"id": execution_id}},
+        required=(("status",), ("createdAt",), ("agentId",)),
+    )
+
+
+def _junk_tool_call(rng: random.Random, agent: AgentSpec, at_ms: int) -> JunkShape:
+    """A tool call that never happened, for the junk fault."""
+    item: JsonObject = {
+        "id": "tc_" + junk_hex(rng, 16),
+        "toolId": f"tool_{zlib.crc32(b'web_search'):08x}",
+        "toolName": "web_search",
+        "toolDescription": _DESCRIPTIONS["web_search"],
+        "model": agent.model,
+        "status": "completed",
+        "errorMessage": None,
+        "executionTimeMs": 120,
+        "createdAt": iso_ms_z(at_ms),
+        "inputParameters": {"query": "web_search input"},
+        "outputResult": {"ok": True, "items": 3},
+    }
+    return JunkShape(
+        item,
+        time_paths=(("createdAt",),),
+        unknown_enums={("status",): "queued"},
+        wrong_types={("executionTimeMs",): "fast", ("toolName",): 42, ("inputParameters",): "q"},
+        required=(("toolName",), ("status",), ("createdAt",)),
+    )
 
 
 def _in_window(run: RunSpec, low_us: int | None, high_us: int | None) -> bool:

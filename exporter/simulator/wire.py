@@ -5,7 +5,8 @@ injector may then deform that response before it is written."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -68,11 +69,14 @@ class Request:
 class Listing:
     """Where a list page keeps its items and its next cursor, so the dup fault
     can repeat items without knowing the platform. `key` names the listing:
-    the same path and filters, whatever the cursor or page number."""
+    the same path and filters, whatever the cursor or page number. `junk`,
+    where the platform gives one, makes a malformed item of this listing for
+    the junk fault (hostile.make_junk), from the RNG it is handed."""
 
     key: str
     items_path: tuple[str, ...]
     cursor_path: tuple[str, ...] | None = None
+    junk: Callable[[random.Random], JsonObject] | None = None
 
     def items(self, payload: JsonValue) -> list[JsonValue]:
         value = _walk(payload, self.items_path)
@@ -112,6 +116,10 @@ class Response:
     data: bytes | None = None  # anything else, already encoded
     headers: dict[str, str] = field(default_factory=dict)
     listing: Listing | None = None
+    # For the backwards fault, set by platforms whose runs have a status: shows
+    # one long-finished run of this response in an earlier state, with choices
+    # from the RNG it is handed (hostile.pick_rewind). False: no run qualified.
+    rewind: Callable[[random.Random], bool] | None = None
 
     @classmethod
     def json(cls, status: int, payload: JsonValue, listing: Listing | None = None) -> Response:

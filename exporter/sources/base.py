@@ -97,7 +97,7 @@ class Fields:
         if not isinstance(obj, dict):
             raise BadRecordError(source, "bad_type", record_id or "?", "not an object")
         self.source = source
-        self.obj: dict[str, object] = obj
+        self.obj: dict[builtins.str, object] = obj
         raw_id = obj.get("id")
         self.record_id = record_id or (str(raw_id) if isinstance(raw_id, (str, int)) else "?")
 
@@ -163,7 +163,7 @@ class Fields:
             raise self._bad(key, "bad_value")
         return result
 
-    def opt_obj(self, key: builtins.str) -> dict[str, object] | None:
+    def opt_obj(self, key: builtins.str) -> dict[builtins.str, object] | None:
         value = self.obj.get(key)
         if value is None or isinstance(value, dict):
             return value

@@ -200,8 +200,8 @@ class ApiClient:
 
     def _delay(self, attempt: int, last: SourceError | None) -> float:
         if isinstance(last, RetryableError) and last.retry_after is not None:
-            return last.retry_after
-        return self._backoff * (2 ** (attempt - 1)) * random.uniform(0.5, 1.5)
+            return float(last.retry_after)
+        return float(self._backoff * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5))
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and self._stop.wait(seconds):
