@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8080)
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--faults", default="", help="e.g. 429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05")
+    sim.add_argument("--faults", default="", help="fault probabilities: 429, 500, html, truncate, slow, dup, oddtime, backwards, junk; "
+                     "e.g. 429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05,oddtime=0.1,backwards=0.05,junk=0.05")
     sim.add_argument("--history", type=int, default=0, help="finished runs per platform before start")
     demo = command("demo", "Start the simulator and the exporter together (config/demo.yaml).", _demo, config=False)
     demo.add_argument("--config", default=None, help="default: config/demo.yaml")

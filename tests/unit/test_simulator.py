@@ -8,11 +8,13 @@ waits for it; elsewhere the world is built from history while paused.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -132,10 +134,17 @@ def test_parse_faults() -> None:
     assert (spec.rate_limited, spec.server_error, spec.html, spec.truncate, spec.slow, spec.dup) == (
         0.1, 0.05, 0.01, 0.01, 0.05, 0.05,
     )
+    hostile = parse_faults("oddtime=0.2, backwards=0.3,JUNK=1")
+    assert (hostile.oddtime, hostile.backwards, hostile.junk) == (0.2, 0.3, 1.0) and hostile.active
+    assert hostile.describe() == "oddtime=0.2,backwards=0.3,junk=1"
     assert parse_faults("") == parse_faults(None) and not parse_faults("").active
-    for bad in ("404=0.1", "slow", "500=2", "500=x", "dup=0.1,dup=0.2"):
+    for bad in ("404=0.1", "slow", "500=2", "500=x", "dup=0.1,dup=0.2", "oddtime=-0.1", "junk=0.1,junk=0.1"):
         with pytest.raises(ValueError):
             parse_faults(bad)
+    with pytest.raises(ValueError) as err:
+        parse_faults("nanoseconds=1")
+    for name in ("429", "500", "html", "truncate", "slow", "dup", "oddtime", "backwards", "junk"):
+        assert name in str(err.value)
 
 
 # -- determinism -------------------------------------------------------------------
@@ -571,3 +580,284 @@ def test_each_fault_is_observable() -> None:
         assert repeated
     finally:
         sim.stop()
+
+
+# -- hostile content faults: oddtime, backwards, junk ------------------------------------------------
+
+HOSTILE = "oddtime=1,backwards=1,junk=1"
+FINISHED_LONG_AGO_S = 5  # the backwards fault only rewinds runs finished at least this long ago
+
+
+@pytest.fixture(scope="module")
+def hostile_sim() -> Iterator[Simulator]:
+    """A frozen world, so that two answers to one request differ only by their faults."""
+    sim = started(
+        SimulatorOptions(seed=4, history_runs=60, history_span_seconds=900, agents_per_platform=2, epoch=EPOCH),
+        paused=True,
+    )
+    yield sim
+    sim.stop()
+
+
+# name -> (platform, path, where the items of a list page are; None for a single object)
+Endpoint = tuple[str, str, tuple[str, ...] | None]
+
+
+def hostile_endpoints(sim: Simulator) -> dict[str, Endpoint]:
+    truth = sim.truth()["platforms"]
+    aa = truth["agent_activities"]["runs"][0]  # runs are in the order they ended: the oldest first
+    bc = next(r for r in truth["bctrl"]["runs"] if r["tool_calls"])
+    ry = next(r for r in truth["runtype"]["runs"] if r["tool_calls"])
+    fields = "fields[agent-runs]=trigger_payload,result,error,token_usage"
+    executions = f"/v1/agents/{ry['agent']}/executions"
+    return {
+        "runtools events": ("runtools", "/v1/activity?limit=20", ("data", "events")),
+        "agent_activities runs": ("agent_activities", f"/api/agents/{aa['agent']}/activities?per_page=20&{fields}",
+                                  ("data", "items")),
+        "agent_activities run": ("agent_activities", f"/api/agents/{aa['agent']}/activities/{aa['run_id']}?{fields}",
+                                 None),
+        "bctrl runs": ("bctrl", "/v1/runs?limit=20", ("data",)),
+        "bctrl run": ("bctrl", f"/v1/runs/{bc['run_id']}", None),
+        "bctrl activity": ("bctrl", f"/v1/runs/{bc['run_id']}/activity", ("items",)),
+        "runtype agents": ("runtype", "/v1/agents", ("data",)),
+        "runtype executions": ("runtype", f"{executions}?limit=20", ("data",)),
+        "runtype execution": ("runtype", f"{executions}/{ry['run_id']}", None),
+        "runtype tool calls": ("runtype", f"{executions}/{ry['run_id']}/tool-calls", ("data",)),
+    }
+
+
+REWOUND = ("agent_activities runs", "agent_activities run", "bctrl runs", "bctrl run", "runtype executions",
+           "runtype execution")
+JUNKED = ("runtools events", "agent_activities runs", "bctrl runs", "bctrl activity", "runtype executions",
+          "runtype tool calls")
+
+
+def set_faults(sim: Simulator, spec: str) -> None:
+    reply = control(sim, "faults", json.dumps({"spec": spec}).encode())
+    assert reply.status == 200 and "X-Sim-Fault" not in reply.headers
+
+
+def fetch(sim: Simulator, spec: str, endpoint: Endpoint) -> Reply:
+    set_faults(sim, spec)
+    reply = get(sim, endpoint[0], endpoint[1])
+    assert reply.status == 200, (endpoint, reply.status, reply.body[:300])
+    return reply
+
+
+def at(body: Any, path: tuple[str, ...] | None) -> Any:
+    for name in path or ():
+        body = body[name]
+    return body
+
+
+def paired_strings(a: Any, b: Any) -> Iterator[tuple[str, str]]:
+    """Walk two JSON values of the same shape; non-string leaves must be equal."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for key in a:
+            yield from paired_strings(a[key], b[key])
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b)
+        for x, y in zip(a, b):
+            yield from paired_strings(x, y)
+    elif isinstance(a, str):
+        assert isinstance(b, str)
+        yield a, b
+    else:
+        assert a == b
+
+
+def strings(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set().union(*(strings(v) for v in value.values()), *(strings(k) for k in value))
+    if isinstance(value, list):
+        return set().union(*(strings(v) for v in value))
+    return {value} if isinstance(value, str) else set()
+
+
+ISO = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.(\d+)(Z|[+-]\d{2}:\d{2})"
+
+
+def test_oddtime_writes_every_timestamp_as_the_same_instant_in_another_form(hostile_sim: Simulator) -> None:
+    forms: set[tuple[str, int]] = set()
+    try:
+        for name, endpoint in hostile_endpoints(hostile_sim).items():
+            clean = fetch(hostile_sim, "", endpoint).json()
+            reply = fetch(hostile_sim, "oddtime=1", endpoint)
+            assert reply.headers["X-Sim-Fault"] == "oddtime", name
+            pairs = list(paired_strings(clean, reply.json()))  # the same document but for its timestamps
+            stamps = [(a, b) for a, b in pairs if re.fullmatch(ISO, a)]
+            assert stamps, name
+            assert [(a, b) for a, b in pairs if a != b] == stamps, name  # every timestamp changed, nothing else
+            for a, b in stamps:
+                match = re.fullmatch(ISO, b)
+                assert match, (name, b)
+                fraction, zone = match.groups()
+                forms.add((zone, len(fraction)))
+                assert zone not in ("Z", "+00:00") or len(fraction) == 9
+                # The same instant to the microsecond (fromisoformat drops digits past the µs).
+                assert datetime.fromisoformat(b) == datetime.fromisoformat(a), (a, b)
+                if len(fraction) == 9:
+                    assert fraction[3:6] == "000" and int(fraction[6:]) < 500  # whole ms, ns below the µs
+    finally:
+        set_faults(hostile_sim, "")
+    zones = {zone for zone, _ in forms}
+    assert zones - {"Z", "+00:00"}, forms  # real offsets, e.g. +05:30 or -08:00
+    assert any(digits == 9 for _, digits in forms), forms  # and nanoseconds
+
+
+def run_state(platform: str, item: dict[str, Any]) -> tuple[str, Any, list[Any]]:
+    """(status, end time, totals) of a rendered run."""
+    if platform == "agent_activities":
+        a = item["attributes"]
+        return a["status"], a["completed_on"], [a["token_usage"], a["error"]]
+    if platform == "bctrl":
+        return item["status"], item["endedAt"], []
+    return item["status"], item["completedAt"], [item["totalCost"], item["totalTokens"], item["stopReason"]]
+
+
+def test_backwards_shows_a_long_finished_run_in_an_earlier_state(hostile_sim: Simulator) -> None:
+    endpoints = hostile_endpoints(hostile_sim)
+    now = datetime.fromisoformat(hostile_sim.truth()["now"])
+    try:
+        for name, endpoint in endpoints.items():
+            platform, _, items_path = endpoint
+            clean = fetch(hostile_sim, "", endpoint).json()
+            reply = fetch(hostile_sim, "backwards=1", endpoint)
+            if name not in REWOUND:  # feeds and tool calls have no run status to go back
+                assert "X-Sim-Fault" not in reply.headers and reply.json() == clean, name
+                continue
+            assert reply.headers["X-Sim-Fault"] == "backwards", name
+            body = reply.json()
+            if items_path is None:
+                before = [at(clean, ("data",) if platform != "bctrl" else None)]
+                after = [at(body, ("data",) if platform != "bctrl" else None)]
+            else:
+                before, after = at(clean, items_path), at(body, items_path)
+            assert [i["id"] for i in before] == [i["id"] for i in after]
+            changed = [(x, y) for x, y in zip(before, after) if x != y]
+            assert len(changed) == 1, name  # one run per response
+            was, now_shown = changed[0]
+            status, ended, _ = run_state(platform, was)
+            assert status not in ("pending", "running") and ended is not None
+            assert now - datetime.fromisoformat(ended) >= timedelta(seconds=FINISHED_LONG_AGO_S)
+            status, ended, totals = run_state(platform, now_shown)
+            assert status in ("pending", "running") and ended is None and totals == [None] * len(totals), name
+            # The next clean answer shows the truth again.
+            assert fetch(hostile_sim, "", endpoint).json() == clean
+    finally:
+        set_faults(hostile_sim, "")
+
+
+def test_junk_adds_one_rejectable_item_about_nothing_real(hostile_sim: Simulator) -> None:
+    endpoints = hostile_endpoints(hostile_sim)
+    truth = hostile_sim.truth()["platforms"]
+    real = {r["run_id"] for p in truth.values() for r in p["runs"]}
+    real |= {t["id"] for p in truth.values() for r in p["runs"] for t in r["tool_calls"] if len(t["id"]) > 3}
+    try:
+        for name, endpoint in endpoints.items():
+            clean = fetch(hostile_sim, "", endpoint).json()
+            reply = fetch(hostile_sim, "junk=1", endpoint)
+            if name not in JUNKED:  # single objects, and runtype's agent list
+                assert "X-Sim-Fault" not in reply.headers and reply.json() == clean, name
+                continue
+            assert reply.headers["X-Sim-Fault"] == "junk", name
+            before, after = at(clean, endpoint[2]), at(reply.json(), endpoint[2])
+            extra = [item for item in after if item not in before]
+            assert len(after) == len(before) + 1 and len(extra) == 1, name
+            assert [item for item in after if item is not extra[0]] == before  # the real items, in order
+            junk = extra[0]
+            assert isinstance(junk, dict)
+            for key in ("id", "executionId") if name == "runtype executions" else ("id",):
+                assert not isinstance(junk.get(key), str), (name, junk)  # missing, null or not a string
+            known = real | {item["id"] for item in before} | {value for item in before for value in strings(item)
+                                                               if value.startswith(("run_", "exec_", "act_", "cmd_"))}
+            assert not strings(junk) & known, (name, junk)  # about no real run, event or tool call
+        # Over many pages: ids missing and ids of the wrong type, and now and then another defect too.
+        set_faults(hostile_sim, "junk=1")
+        events = [get_json(hostile_sim, "runtools", "/v1/activity?limit=3")["data"]["events"] for _ in range(60)]
+    finally:
+        set_faults(hostile_sim, "")
+    clean_ids = {e["id"] for e in get_json(hostile_sim, "runtools", "/v1/activity?limit=3")["data"]["events"]}
+    junk = [e for page in events for e in page if not isinstance(e.get("id"), str) or e["id"] not in clean_ids]
+    assert len(junk) == 60
+    assert any("id" not in e for e in junk) and any("id" in e and not isinstance(e["id"], str) for e in junk)
+
+    def odd(event: dict[str, Any]) -> bool:
+        stamp = event.get("occurredAt")
+        try:
+            datetime.fromisoformat(stamp) if isinstance(stamp, str) else None
+        except ValueError:
+            return True
+        return (
+            not isinstance(stamp, str)
+            or event.get("severity") not in ("info", "warning", "error")
+            or event.get("resourceType") not in ("agent", "tool")
+            or event.get("status") not in ("completed", "failed")
+            or not isinstance(event.get("eventType"), str)
+            or not isinstance(event.get("agentRunId"), str)
+            or not isinstance(event.get("title"), str)
+        )
+
+    assert 0 < sum(map(odd, junk)) < len(junk)
+
+
+def test_hostile_faults_never_touch_truth_or_control(hostile_sim: Simulator) -> None:
+    set_faults(hostile_sim, HOSTILE + ",dup=1")
+    try:
+        for _ in range(3):
+            reply = call(hostile_sim.base_url + "/_truth")
+            assert reply.status == 200 and "X-Sim-Fault" not in reply.headers
+            body = reply.json()
+            assert body["now"].endswith("Z")
+            runs = [r for p in body["platforms"].values() for r in p["runs"]]
+            assert runs and all(r["ended_at"].endswith("Z") and r["started_at"].endswith("Z") for r in runs)
+            assert all(isinstance(r["run_id"], str) for r in runs)
+        reply = control(hostile_sim, "pause")
+        assert reply.status == 200 and reply.json() == {"ok": True, "paused": True} and "X-Sim-Fault" not in reply.headers
+    finally:
+        set_faults(hostile_sim, "")
+
+
+ALL_FAULTS = "429=0.1,500=0.1,html=0.05,truncate=0.05,slow=0.3,dup=0.6,oddtime=0.9,backwards=0.9,junk=0.9"
+
+
+def _world(sim: Simulator) -> dict[str, Any]:
+    platforms = sim.truth()["platforms"]
+    return {name: {k: v for k, v in body.items() if k != "requests"} for name, body in platforms.items()}
+
+
+def test_truth_with_every_fault_at_high_probability_equals_the_truth_without() -> None:
+    def make(spec: str, *, live: bool) -> Simulator:
+        options = SimulatorOptions(seed=7, history_runs=60, history_span_seconds=600, agents_per_platform=3, epoch=EPOCH,
+                                   runs_per_minute=300 if live else 0, run_seconds=(0.3, 0.8),
+                                   faults=parse_faults(spec), slow_seconds=0.01)
+        return started(options, paused=not live)
+
+    clean, faulty = make("", live=False), make(ALL_FAULTS, live=False)
+    clean_live, faulty_live = make("", live=True), make(ALL_FAULTS, live=True)
+    try:
+        seen: Counter[str] = Counter()
+        for sim in (faulty, faulty_live):
+            endpoints = list(hostile_endpoints(sim).values())
+            for _ in range(8):
+                for platform, path, _ in endpoints:
+                    seen.update(get(sim, platform, path).headers.get("X-Sim-Fault", "").split(","))
+        for name in ("429", "500", "dup", "slow", "oddtime", "backwards", "junk"):
+            assert seen[name] > 0, seen
+
+        # A frozen world: the whole truth is equal (runs, tool calls, tokens, cost, event counts).
+        assert _world(faulty) == _world(clean)
+        assert all(_world(clean)[p]["runs"] for p in PLATFORMS)
+
+        # Live runs: both worlds are one function of time (same seed and epoch), read at
+        # slightly different moments, so the runs that finished are one a prefix of the other.
+        wait_for(lambda: len(faulty_live.truth()["platforms"]["runtools"]["runs"]) > 70)
+        a, b = _world(faulty_live), _world(clean_live)
+        for platform in PLATFORMS:
+            x, y = a[platform]["runs"], b[platform]["runs"]
+            shorter, longer = sorted((x, y), key=len)
+            assert len(shorter) > 60 and longer[: len(shorter)] == shorter, platform
+    finally:
+        for sim in (clean, faulty, clean_live, faulty_live):
+            sim.stop()
