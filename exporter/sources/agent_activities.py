@@ -21,9 +21,38 @@ newly finished runs, when the agent has runs open, and otherwise every
 `inflight_every` polls (default 5; 1 = every poll, 0 = never). An idle agent
 therefore costs 1 + 1/inflight_every requests per poll.
 
+A run's status may go backwards (API_NOTES, "What every reader must
+survive"): a finished run is now and then shown in an earlier state (pending
+or running, completed_on, token_usage and error null, result cut). Such an
+answer is never exported and never loses the run:
+- an item of the completed window shown unfinished (the server filtered it
+  as completed, so it has ended) is kept open, marked for re-check: its real
+  completed_on is behind the watermark once the window is committed, so no
+  later window brings it back;
+- a run the listing shows finished whose detail shows it unfinished is kept
+  open, marked for re-check, and not exported with that partial detail;
+- an open run that left the in-flight list is marked for re-check too,
+  rather than waiting for a completed window that may be behind already.
+A run marked for re-check is asked by id (the detail GET) once per later
+poll, after the completed window (which may export it first), until the
+detail shows it finished; it is then exported once, status and times from
+the detail. Only marked runs cost a request; runs.max_open_age bounds the
+wait (the scheduler expires the run as incomplete). A detail 404 on re-check
+exports the run from its listing (detail_missing) when the listing showed it
+finished, else stops the re-checks and leaves the run to expire. A run
+already exported (seen key) is skipped wherever it shows up again.
+
 Checkpoint: {"agents": {uid: {"watermark": iso, "inflight_wait": int,
 "window": {"from": iso, "to": iso, "page": int, "per_page": int|null}}}};
 "window" is present only while a window is part-read.
+
+Open run data: {"listing": <listing attributes>, "recheck": reason}; the
+reason (RECHECK_*) is present while the run is to be asked by id, absent for
+a run tracked from the in-flight list, false once a re-check answered 404
+for a run not known finished; an open run without the key but marked
+finished (state written before re-checks existed) is re-checked too.
+A run marked for re-check is stored with finished=true (it has ended at the
+platform), so it does not count as in progress.
 """
 
 from __future__ import annotations
@@ -87,6 +116,11 @@ EVENT_STATUSES = frozenset(
 ERROR_OUTPUT_STATUSES = frozenset({"error", "failed", "failure"})
 # Listing attributes kept as span attributes (ids, not content).
 EXTRA_ATTRIBUTES = ("agent_version_uid", "workflow_id", "approach", "scratchpad_uid")
+# Why an open run is asked by id (open run data "recheck").
+RECHECK_LISTED_UNFINISHED = "listed_unfinished"  # in the completed window, shown unfinished
+RECHECK_DETAIL_BEHIND = "detail_behind"  # listed finished, the detail showed an earlier state
+RECHECK_LEFT_INFLIGHT = "left_inflight"  # no longer in the in-flight list
+RECHECK_GONE = False  # the detail answered 404 for a run not known finished: wait for expiry
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +168,22 @@ def run_status(raw: str) -> RunStatus:
     return RUN_STATUSES.get(raw.lower(), RunStatus.UNKNOWN)
 
 
+def _detail_behind(attributes: Mapping[str, object]) -> bool:
+    """A detail showing its run unfinished (pending/running, or completed_on
+    null) while it has ended: an earlier state, never exported. Fields the
+    detail leaves out contradict nothing."""
+    status = attributes.get("status")
+    if isinstance(status, str) and run_status(status) is RunStatus.RUNNING:
+        return True
+    return "completed_on" in attributes and attributes["completed_on"] is None
+
+
+def _needs_recheck(open_run: OpenRun) -> bool:
+    """Marked for re-check by id; state from before re-checks existed: every
+    run that left the in-flight list."""
+    return bool(open_run.data.get("recheck", open_run.finished))
+
+
 class AgentActivitiesSource:
     def __init__(
         self,
@@ -179,13 +229,16 @@ class AgentActivitiesSource:
         saved = cast(Mapping[str, object], ctx.checkpoint.get("agents") or {})
         agents = {uid: dict(cast(Mapping[str, object], saved.get(uid) or {})) for uid in self._agents}
         open_counts: dict[str, int] = {}
+        rechecks: dict[str, list[str]] = {}  # agent -> open runs to ask by id (bounded by the open runs)
         for open_run in ctx.state.open_runs():
             if not open_run.finished:
                 open_counts[open_run.agent] = open_counts.get(open_run.agent, 0) + 1
+            if _needs_recheck(open_run):
+                rechecks.setdefault(open_run.agent, []).append(open_run.run_id)
         failures: list[BadResponseError] = []
         for uid in self._agents:
             try:
-                yield from self._poll_agent(ctx, uid, agents, open_counts.get(uid, 0))
+                yield from self._poll_agent(ctx, uid, agents, open_counts.get(uid, 0), rechecks.get(uid, []))
             except BadResponseError as err:
                 # One agent's bad answer (unknown uid: 404, an HTML page, a
                 # page loop) must not hold back the others; the poll still
@@ -209,23 +262,31 @@ class AgentActivitiesSource:
             raise failures[0]
 
     def _poll_agent(
-        self, ctx: PollContext, uid: str, agents: dict[str, dict[str, object]], open_count: int
+        self,
+        ctx: PollContext,
+        uid: str,
+        agents: dict[str, dict[str, object]],
+        open_count: int,
+        recheck_ids: list[str],
     ) -> Iterator[Batch]:
         st = agents[uid]
         watermark = _time_or(st.get("watermark"), ctx.now - self._start_from) or ctx.now
         found = False
+        asked: set[str] = set()  # runs whose detail this poll asked already (bounded by the window's runs)
         while True:
             window = cast(dict[str, object] | None, st.get("window"))
             if window is None:
                 since = watermark - self._lookback
                 window = {"from": since.isoformat(), "to": max(ctx.now, since).isoformat(), "page": 1,
                           "per_page": None}  # stored with the first page read, not before
-            for batch, new in self._read_window(ctx, uid, st, window, agents):
+            for batch, new in self._read_window(ctx, uid, st, window, agents, asked):
                 found = found or new
                 yield batch
             watermark = _time_or(st.get("watermark"), None) or ctx.now
             if watermark >= ctx.now:
                 break  # else a window left part-read by an earlier poll: read on up to now
+        # Runs marked for re-check before this poll and not settled by its window.
+        yield from self._recheck(ctx, uid, recheck_ids, asked)
         wait = int(cast(int, st.get("inflight_wait", 0)))
         if self._inflight_every > 0 and (found or open_count > 0 or wait <= 0):
             yield from self._read_inflight(ctx, uid)
@@ -240,6 +301,7 @@ class AgentActivitiesSource:
         st: dict[str, object],
         window: dict[str, object],
         agents: dict[str, dict[str, object]],
+        asked: set[str],
     ) -> Iterator[tuple[Batch, bool]]:
         """Every page of one completed window; yields (batch, found new runs)."""
         guard = CursorGuard(self.name)
@@ -266,7 +328,7 @@ class AgentActivitiesSource:
                 continue
             per_page = meta_per_page
             batch = Batch()
-            new = self._ingest_completed(ctx, uid, batch, items)
+            new = self._ingest_completed(ctx, uid, batch, items, asked)
             last = page >= total_pages or not _nonempty(items)
             if last:
                 st["watermark"] = window["to"]
@@ -299,27 +361,103 @@ class AgentActivitiesSource:
             total_pages = math.ceil(cast(int, total_items) / per_page)
         return items, page, per_page, cast(int, total_pages)
 
-    def _ingest_completed(self, ctx: PollContext, uid: str, batch: Batch, items: object) -> bool:
+    def _ingest_completed(self, ctx: PollContext, uid: str, batch: Batch, items: object, asked: set[str]) -> bool:
         new = False
         for listed in parse_each(self.name, items, lambda item: parse_listed(self.name, item), batch, "run"):
             key = f"run:{listed.run_id}"
             if key in batch.seen_add or ctx.state.is_seen(key):
                 continue  # exported already (overlap, repeated page, status going backwards)
             if not listed.finished:
-                self._track_open(ctx, batch, uid, listed)  # in the completed window but not ended: wait
+                # The server filtered it as completed, yet it is shown unfinished
+                # (status gone backwards): it has ended, and its completed_on is
+                # behind the watermark once this window is committed. Ask by id.
+                self._hold(ctx, batch, uid, listed.run_id, listed.data, RECHECK_LISTED_UNFINISHED)
+                continue
+            run = self._finished_run(uid, listed, batch, asked)
+            if run is None:  # the detail shows an earlier state: not exported from it
+                self._hold(ctx, batch, uid, listed.run_id, listed.data, RECHECK_DETAIL_BEHIND)
                 continue
             new = True
-            run = self._finished_run(uid, listed, batch)
-            batch.runs.append(run)
-            batch.events.extend(run.events)
-            batch.seen_add[key] = cast(datetime, listed.completed_on).timestamp()
-            batch.open_deletes.add(listed.run_id)
+            self._export(batch, run, cast(datetime, listed.completed_on))
         return new
+
+    def _export(self, batch: Batch, run: Run, completed_on: datetime) -> None:
+        batch.runs.append(run)
+        batch.events.extend(run.events)
+        batch.seen_add[f"run:{run.run_id}"] = completed_on.timestamp()
+        batch.open_deletes.add(run.run_id)
+
+    def _hold(
+        self, ctx: PollContext, batch: Batch, uid: str, run_id: str, listing: dict[str, object], reason: str
+    ) -> None:
+        """Keep a run that has ended but could not be exported open, marked
+        for re-check by id on later polls (finished: not in progress)."""
+        current = batch.open_upserts.get(run_id) or ctx.state.open_run(run_id)
+        if current is not None and current.finished and current.data.get("recheck"):
+            old = cast(dict[str, object], current.data.get("listing") or {})
+            if old.get("completed_on") and not listing.get("completed_on"):
+                listing = old  # keep what the platform showed when it was right
+        data: dict[str, object] = {"listing": listing, "recheck": reason}
+        if current is not None and current.finished and current.data == data:
+            return  # unchanged: no write
+        batch.open_upserts[run_id] = OpenRun(
+            run_id=run_id,
+            agent=uid,
+            opened_at=current.opened_at if current else ctx.now.timestamp(),
+            data=data,
+            finished=True,
+        )
+
+    def _recheck(self, ctx: PollContext, uid: str, run_ids: list[str], asked: set[str]) -> Iterator[Batch]:
+        """Ask each run marked for re-check by id: export it once its detail
+        shows it finished, else leave it open for the next poll. One batch per
+        run that changed, committed before the next request."""
+        for run_id in run_ids:
+            if run_id in asked:
+                continue  # this poll's window asked its detail already
+            open_run = ctx.state.open_run(run_id)
+            if open_run is None or not _needs_recheck(open_run):
+                continue  # exported by this poll's window, or listed in flight again
+            batch = Batch()
+            if ctx.state.is_seen(f"run:{run_id}"):
+                batch.open_deletes.add(run_id)  # exported already: nothing to wait for
+            else:
+                self._recheck_one(uid, open_run, batch)
+            if batch.runs or batch.open_deletes or batch.open_upserts or batch.rejected or batch.records:
+                yield batch
+
+    def _recheck_one(self, uid: str, open_run: OpenRun, batch: Batch) -> None:
+        run_id = open_run.run_id
+        listing = cast(dict[str, object], open_run.data.get("listing") or {})
+        attributes = self._get_detail(uid, run_id, with_fields=self._fetch_detail)
+        if attributes is None:  # 404: the run was deleted
+            completed = _time_or(listing.get("completed_on"), None)
+            if completed is not None and run_status(str(listing.get("status") or "unknown")) is not RunStatus.RUNNING:
+                run = self._build_run(uid, run_id, listing, None, batch, detail_missing=True)
+                self._export(batch, run, completed)
+            else:  # never seen finished: nothing to export it from; max_open_age ends it
+                batch.open_upserts[run_id] = OpenRun(
+                    run_id=run_id, agent=open_run.agent, opened_at=open_run.opened_at,
+                    data={**open_run.data, "recheck": RECHECK_GONE}, finished=True,
+                )
+            return
+        _count(batch, "run_detail")
+        try:
+            shown = parse_listed(self.name, {"id": run_id, "attributes": attributes})
+        except BadRecordError as err:
+            batch.rejected.append(Rejected(reason=err.reason, record_id=err.record_id, detail=err.message))
+            return  # ask again next poll
+        if not shown.finished or _detail_behind(attributes):
+            return  # still an earlier state (or really still running): ask again next poll
+        # Status and times from the detail; what it leaves out from the listing.
+        merged = {**listing, **{k: v for k, v in shown.data.items() if v is not None}}
+        run = self._build_run(uid, run_id, merged, attributes if self._fetch_detail else None, batch)
+        self._export(batch, run, cast(datetime, shown.completed_on))
 
     def _read_inflight(self, ctx: PollContext, uid: str) -> Iterator[Batch]:
         """Runs still in flight become open runs; open runs of this agent no
-        longer listed have ended (their completed window exports them) and
-        stop counting as in progress."""
+        longer listed have ended: they stop counting as in progress and are
+        marked for re-check by id (a completed window may export them first)."""
         guard = CursorGuard(self.name)
         listed_ids: set[str] = set()  # bounded by the agent's runs in flight
         page = 1
@@ -347,9 +485,12 @@ class AgentActivitiesSource:
         batch = Batch()
         for open_run in list(ctx.state.open_runs()):
             if open_run.agent == uid and not open_run.finished and open_run.run_id not in listed_ids:
+                # Ended (or missed by a shifting page): ask it by id on the next
+                # polls rather than wait for a completed window that may be
+                # behind the watermark already.
                 batch.open_upserts[open_run.run_id] = OpenRun(
-                    run_id=open_run.run_id, agent=uid, opened_at=open_run.opened_at, data=open_run.data,
-                    finished=True,
+                    run_id=open_run.run_id, agent=uid, opened_at=open_run.opened_at,
+                    data={**open_run.data, "recheck": RECHECK_LEFT_INFLIGHT}, finished=True,
                 )
         if batch.open_upserts:
             yield batch
@@ -369,22 +510,33 @@ class AgentActivitiesSource:
 
     # -- building runs -------------------------------------------------------
 
-    def _finished_run(self, uid: str, listed: Listed, batch: Batch) -> Run:
+    def _finished_run(self, uid: str, listed: Listed, batch: Batch, asked: set[str]) -> Run | None:
+        """The run a finished listing item describes, with its detail; None
+        when the detail contradicts the listing (shows the run unfinished)."""
         if not self._fetch_detail:
             return self._build_run(uid, listed.run_id, listed.data, None, batch)
+        asked.add(listed.run_id)
+        attributes = self._get_detail(uid, listed.run_id, with_fields=True)
+        if attributes is None:
+            return self._build_run(uid, listed.run_id, listed.data, None, batch, detail_missing=True)
+        _count(batch, "run_detail")
+        if _detail_behind(attributes):
+            return None
+        return self._build_run(uid, listed.run_id, listed.data, attributes, batch)
+
+    def _get_detail(self, uid: str, run_id: str, *, with_fields: bool) -> dict[str, object] | None:
+        """The detail's attributes; None when the run is not found (404)."""
+        params: dict[str, object] = {"fields[agent-runs]": DETAIL_FIELDS} if with_fields else {}
         try:
-            body = self._client.get_json(
-                DETAIL_PATH.format(agent=uid, run=listed.run_id), {"fields[agent-runs]": DETAIL_FIELDS}
-            )
+            body = self._client.get_json(DETAIL_PATH.format(agent=uid, run=run_id), params)
         except BadResponseError as err:
             if err.status != 404 and "HTTP 404" not in err.message:
                 raise  # only "run not found" means the run was deleted
-            return self._build_run(uid, listed.run_id, listed.data, None, batch, detail_missing=True)
+            return None
         attributes = envelope(self.name, body, "data", "attributes")
         if not isinstance(attributes, dict):
             raise BadResponseError(self.name, "response 'data.attributes' is not an object")
-        batch.records["run_detail"] = batch.records.get("run_detail", 0) + 1
-        return self._build_run(uid, listed.run_id, listed.data, cast(dict[str, object], attributes), batch)
+        return cast(dict[str, object], attributes)
 
     def expire(self, open_run: OpenRun, now: datetime) -> Run:
         listing = dict(cast(dict[str, object], open_run.data.get("listing") or {}))

@@ -25,7 +25,7 @@ from tests.conftest import wait_for
 from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
-FAULTS = "429=0.05,500=0.05,html=0.03,truncate=0.03,slow=0.02,dup=0.1"
+FAULTS = "429=0.05,500=0.05,html=0.03,truncate=0.03,slow=0.02,dup=0.1,oddtime=0.2,backwards=0.1,junk=0.1"
 RUN_SECONDS = (1.0, 5.0)
 KEYS = {"runtools": "rt-key-9f27c1d0e8", "agent_activities": "aa-token-51be7a0c42",
         "bctrl": "bc-token-c3d94e11f0", "runtype": "ry-token-7d0a2b6c95"}

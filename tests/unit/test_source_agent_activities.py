@@ -620,3 +620,212 @@ def test_batches_commit_to_the_real_store(tmp_path: Path) -> None:
     poll(T0 + timedelta(seconds=30))
     assert [r.run_id for r in runs] == ["r2", "r1"] and store.open_run_counts("acts") == {}
     assert store.checkpoint("acts")["agents"]["agent-a"]["watermark"] == (T0 + timedelta(seconds=30)).isoformat()
+
+
+# -- statuses going backwards (API_NOTES "What every reader must survive") ---------
+
+
+def earlier(attrs: dict[str, object], status: str = "running") -> dict[str, object]:
+    """A finished run's attributes as the platform showed them before it ended."""
+    cut = attrs.get("result")
+    if isinstance(cut, dict):
+        cut = {"step_history": cut.get("step_history", [])[:1], "timeline": cut.get("timeline", [])[:2]}
+    return {**attrs, "status": status, "completed_on": None, "token_usage": None, "error": None,
+            "result": cut if "result" in attrs else None}
+
+
+class Backwards:
+    """The Api with a fault: the next `listings` completed-window pages and
+    the next `details` detail answers of run `run_id` show it in an earlier
+    state; `inflight` in-flight listings list it running."""
+
+    def __init__(self, api: Api, run_id: str, listings: int = 0, details: int = 0, inflight: int = 0) -> None:
+        self.api, self.run_id = api, run_id
+        self.listings, self.details, self.inflight = listings, details, inflight
+
+    def detail_requests(self) -> int:
+        return sum(1 for r in self.api.requests if r.url.path.endswith(f"/{self.run_id}"))
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        response = self.api(request)
+        body = response.json()
+        if request.url.path.endswith(f"/{self.run_id}") and response.status_code == 200 and self.details > 0:
+            self.details -= 1
+            body["data"]["attributes"] = earlier(body["data"]["attributes"])
+            return httpx.Response(200, json=body)
+        completed = request.url.params.get("has_completed")
+        if completed == "true" and self.listings > 0:
+            for item in body["data"]["items"]:
+                if item["id"] == self.run_id:
+                    self.listings -= 1
+                    item["attributes"] = earlier(item["attributes"])
+            return httpx.Response(200, json=body)
+        if completed == "false" and self.inflight > 0:
+            self.inflight -= 1
+            run = next(r for r in self.api.runs["agent-a"] if r["id"] == self.run_id)
+            item = copy.deepcopy(run)
+            item["attributes"] = earlier(item["attributes"])  # type: ignore[arg-type]
+            body["data"]["items"].append(item)
+            body["data"]["_meta"].update(total_items=len(body["data"]["items"]), total_pages=1)
+            return httpx.Response(200, json=body)
+        return response
+
+
+def full_run(api: Api) -> None:
+    api.add("r1", 0, 6, status="failed", result={"step_history": STEPS, "timeline": TIMELINE},
+            error={"message": "tool quota"}, token_usage={"input_tokens": 100, "output_tokens": 20, "total_tokens": 120})
+
+
+def assert_full(run: Run) -> None:
+    assert (run.run_id, run.status, run.raw_status) == ("r1", RunStatus.FAILED, "failed")
+    assert (run.started_at, run.ended_at) == (T0, T0 + timedelta(seconds=6))
+    assert (run.input_tokens, run.output_tokens, run.total_tokens) == (100, 20, 120)
+    assert [c.name for c in run.tool_calls] == ["read_entity", "web_search"]
+    assert run.error_message == "tool quota" and len(run.events) == 2
+
+
+def test_run_shown_unfinished_in_its_completed_window_is_asked_by_id_and_not_lost() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1", listings=1)
+    h = Harness(fault)
+    h.poll(T0 + timedelta(minutes=1))  # the window [.., 14:31] shows r1 running
+    assert h.runs == [] and fault.detail_requests() == 0
+    held = h.state.open["r1"]
+    assert held.finished and held.data["recheck"] == "listed_unfinished"
+    assert h.state.in_progress() == {}  # it has ended: the server filtered it as completed
+    assert h.state.checkpoint["agents"]["agent-a"]["watermark"] == (T0 + timedelta(minutes=1)).isoformat()  # type: ignore[index]
+    h.poll(T0 + timedelta(minutes=2))  # completed_on 14:30:06 is behind this window: only the re-check finds it
+    [run] = h.runs
+    assert_full(run)
+    assert fault.detail_requests() == 1 and h.state.open == {} and "run:r1" in h.state.seen
+    h.poll(T0 + timedelta(minutes=3))
+    assert len(h.runs) == 1 and h.events == 2 and fault.detail_requests() == 1
+
+
+def test_a_re_check_showing_an_earlier_state_again_waits_another_poll() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1", listings=1, details=1)
+    h = Harness(fault)
+    h.poll(T0 + timedelta(minutes=1))
+    h.poll(T0 + timedelta(minutes=2))  # the detail too shows it running: not exported, still held
+    assert h.runs == [] and h.state.open["r1"].data["recheck"] == "listed_unfinished"
+    h.poll(T0 + timedelta(minutes=3))
+    [run] = h.runs
+    assert_full(run)
+    assert fault.detail_requests() == 2
+
+
+def test_detail_showing_an_earlier_state_is_not_exported_and_is_asked_again() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1", details=1)
+    h = Harness(fault)
+    h.poll(T0 + timedelta(minutes=1))  # listed finished, detail shows it running with no tokens
+    assert h.runs == [] and "run:r1" not in h.state.seen
+    held = h.state.open["r1"]
+    assert held.finished and held.data["recheck"] == "detail_behind"
+    assert held.data["listing"]["completed_on"] == iso(6)  # type: ignore[index]
+    h.poll(T0 + timedelta(minutes=2))
+    [run] = h.runs
+    assert_full(run)  # full tokens and tool calls, from the final detail
+    assert fault.detail_requests() == 2 and h.state.open == {}
+    h.poll(T0 + timedelta(minutes=3))
+    assert len(h.runs) == 1 and fault.detail_requests() == 2
+
+
+def test_a_held_run_listed_again_in_the_lookback_is_asked_once_per_poll() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1", details=2)
+    h = Harness(fault, lookback=600.0)  # the next window re-reads r1 finished
+    h.poll(T0 + timedelta(minutes=1))
+    h.poll(T0 + timedelta(minutes=2))  # the window asks the detail (behind again); no second ask by id
+    assert h.runs == [] and fault.detail_requests() == 2
+    h.poll(T0 + timedelta(minutes=3))
+    [run] = h.runs
+    assert_full(run)
+    assert fault.detail_requests() == 3
+
+
+def test_status_going_backwards_after_export_changes_nothing() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1")
+    h = Harness(fault, lookback=600.0, inflight_every=1)  # the next window and in-flight list both re-read
+    h.poll(T0 + timedelta(minutes=1))
+    [run] = h.runs
+    assert_full(run)
+    fault.listings, fault.details, fault.inflight = 1, 1, 1
+    before = len(api.requests)
+    h.poll(T0 + timedelta(minutes=2))  # window and in-flight list both show r1 running again
+    assert fault.listings == 0 and fault.inflight == 0  # it was shown, and ignored
+    assert len(h.runs) == 1 and h.state.open == {} and h.state.in_progress() == {}
+    assert fault.detail_requests() == 1  # the one of the first poll: nothing asked again
+    assert len(api.requests) - before == 2  # the two listings
+
+
+def test_run_that_left_the_in_flight_list_is_asked_by_id() -> None:
+    api = Api()
+    api.add("r1", 0, None, status="running")
+    h = Harness(api)
+    h.poll(T0 + timedelta(seconds=10))
+    assert h.state.in_progress() == {"agent-a": 1}
+    api.finish("r1", 12, result={"step_history": STEPS, "timeline": TIMELINE}, token_usage=9)
+    hidden = api.runs["agent-a"].pop()  # the platform's windows miss it for a while (a shifting page, a lag)
+    h.poll(T0 + timedelta(seconds=20))
+    assert h.runs == [] and h.state.open["r1"].data["recheck"] == "left_inflight"
+    api.runs["agent-a"].append(hidden)
+    h.poll(T0 + timedelta(minutes=5))  # 14:30:12 is long behind this window: found by id
+    [run] = h.runs
+    assert (run.status, run.ended_at, run.total_tokens, len(run.tool_calls)) == (
+        RunStatus.SUCCEEDED, T0 + timedelta(seconds=12), 9, 2)
+    assert h.state.open == {}
+
+
+def test_re_check_404_exports_a_run_listed_finished_from_its_listing() -> None:
+    api = Api()
+    full_run(api)
+    fault = Backwards(api, "r1", details=1)
+    h = Harness(fault)
+    h.poll(T0 + timedelta(minutes=1))  # held: the detail was behind
+    del api.details["r1"]  # deleted at the platform before the re-check
+    h.poll(T0 + timedelta(minutes=2))
+    [run] = h.runs
+    assert (run.status, run.ended_at, run.tool_calls) == (RunStatus.FAILED, T0 + timedelta(seconds=6), ())
+    assert ("agent_activity.detail_missing", True) in run.attributes
+    assert h.state.open == {} and "run:r1" in h.state.seen
+
+
+def test_re_check_404_of_a_run_never_seen_finished_waits_for_expiry_without_asking_again() -> None:
+    api = Api()
+    api.add("r1", 0, 5)
+    fault = Backwards(api, "r1", listings=1)
+    h = Harness(fault)
+    h.poll(T0 + timedelta(minutes=1))
+    del api.details["r1"]
+    h.poll(T0 + timedelta(minutes=2))
+    assert h.runs == [] and h.state.open["r1"].data["recheck"] is False
+    before = fault.detail_requests()
+    h.poll(T0 + timedelta(minutes=3))
+    assert fault.detail_requests() == before == 1
+    run = h.source.expire(h.state.open["r1"], T0 + timedelta(hours=7))
+    assert run.status is RunStatus.INCOMPLETE
+
+
+def test_idle_cost_is_unchanged_once_held_runs_are_settled() -> None:
+    api = Api()
+    full_run(api)
+    api.add("r2", 0, 5, agent="agent-b")
+    fault = Backwards(api, "r1", details=1)
+    h = Harness(fault, agents=["agent-a", "agent-b"])
+    h.poll(T0 + timedelta(minutes=1))  # r1 held (detail behind), r2 exported
+    costs = []
+    for n in range(2, 13):
+        before = len(api.requests)
+        h.poll(T0 + timedelta(minutes=n))
+        costs.append(len(api.requests) - before)
+    assert sorted(r.run_id for r in h.runs) == ["r1", "r2"]
+    # One ask by id while r1 is held; then 1 listing per agent, the in-flight lists every 5th poll.
+    assert costs == [3, 2, 2, 2, 4, 2, 2, 2, 2, 4, 2]
