@@ -21,7 +21,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.config import Config
-from exporter.convert.metrics import POLL_OUTCOMES, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
+from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
 from exporter.convert.traces import run_to_spans, run_trace_id
 from exporter.export.otlp import OutboxDrain, encode_payload
 from exporter.export.registry import MetricsBook
@@ -61,6 +61,7 @@ class Pipeline:
     commit_lock: threading.Lock = field(default_factory=threading.Lock)
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
 
     def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = ()) -> None:
         runs = batch.runs
@@ -105,7 +106,11 @@ class Pipeline:
         self.book.replace_live("agent_runs_in_progress", (source, platform),
                                {(source, platform, agent): float(n) for agent, n in counts.items()})
         if batch.caught_up_to is not None:
-            lag = max(0.0, (self.clock() - batch.caught_up_to).total_seconds())
+            self.caught_up[source] = batch.caught_up_to
+        if source in self.caught_up:
+            # On every commit, failed polls included (their accounting commits an
+            # empty batch): while no data arrives, the lag grows.
+            lag = max(0.0, (self.clock() - self.caught_up[source]).total_seconds())
             self.book.set_live("agent_exporter_data_lag_seconds", (source,), lag)
         self.book.set_live("agent_exporter_outbox_spans", (), float(self.store.outbox_spans()))
 
@@ -226,6 +231,7 @@ def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
     zero: list[Update] = []
     for s in sources:
         zero += [Update(Op.INC, "agent_exporter_polls_total", (s.name, o), 0) for o in POLL_OUTCOMES]
+        zero += [Update(Op.INC, "agent_exporter_records_rejected_total", (s.name, r), 0) for r in REJECT_REASONS]
         zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
         pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
     zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]

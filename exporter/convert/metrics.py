@@ -42,6 +42,7 @@ POLL_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 POLL_OUTCOMES = ("success", "error", "auth_error", "bad_response")
 SPAN_OUTCOMES = ("success", "failure", "rejected", "dropped")
+REJECT_REASONS = ("missing_field", "bad_type", "bad_value", "bad_timestamp")  # BadRecordError reasons
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agent_runs_total", Kind.COUNTER, "Agent runs that ended, by normalised status.", RUN_LABELS),

@@ -113,7 +113,7 @@ class MetricsBook:
         spec = SPECS[name]
         with self._lock:
             for key in [k for k in self._live if k[0] == name and k[1][: len(prefix)] == prefix]:
-                del self._live[key]
+                self._live[key] = 0.0  # stays at 0 rather than vanishing: absent must not read as "none"
             for labels, value in values.items():
                 key = (name, self._capped(spec.labels, labels))
                 self._live[key] = self._live.get(key, 0.0) + value

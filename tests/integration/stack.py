@@ -5,8 +5,8 @@ Phoenix (its own venv, scripts/install-phoenix.sh), each started on a free
 evaluate; and a proxy that breaks a few records on their way to the
 exporter, so that rejected-record metrics exist.
 
-A missing program is a test failure, never a skip: scripts/setup.sh
-installs both, so their absence in CI is a broken setup.
+A missing program is a test failure, never a skip: the test setup
+(`bash scripts/test.sh`) installs both, so their absence in CI is a broken setup.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ DASHBOARDS = ROOT / "dashboards"
 def require_program(name: str, install: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run `bash {install}` (scripts/setup.sh runs it)", pytrace=False)
+        pytest.fail(f"{name} is not installed: run `bash {install}` (`bash scripts/test.sh` runs it before the tests)",
+                    pytrace=False)
     return path
 
 
@@ -157,7 +158,7 @@ def phoenix_executable() -> Path:
     executable = venv / "bin" / "phoenix"
     if not executable.exists():
         pytest.fail(f"Arize Phoenix is not installed at {venv}: run `bash scripts/install-phoenix.sh` "
-                    "(scripts/setup.sh runs it)", pytrace=False)
+                    "(`bash scripts/test.sh` runs it before the tests)", pytrace=False)
     return executable
 
 

@@ -78,6 +78,9 @@ def test_every_declared_metric_is_exposed_with_help() -> None:
 def test_live_gauges_replace_per_source() -> None:
     book = MetricsBook({}, max_agents=10, max_tools=10)
     book.replace_live("agent_runs_in_progress", ("feed", "runtools"), {("feed", "runtools", "a"): 2.0})
+    book.replace_live("agent_runs_in_progress", ("other", "bctrl"), {("other", "bctrl", "c"): 3.0})
     book.replace_live("agent_runs_in_progress", ("feed", "runtools"), {("feed", "runtools", "b"): 1.0})
-    assert book.value("agent_runs_in_progress", ("feed", "runtools", "a")) is None
+    # An agent with no run in progress any more shows 0, not a vanished series.
+    assert book.value("agent_runs_in_progress", ("feed", "runtools", "a")) == 0.0
+    assert book.value("agent_runs_in_progress", ("other", "bctrl", "c")) == 3.0
     assert book.value("agent_runs_in_progress", ("feed", "runtools", "b")) == 1.0

@@ -161,3 +161,12 @@ def test_per_source_series_exist_from_the_start(tmp_path: Path) -> None:
     for outcome in ("success", "error", "auth_error", "bad_response"):
         assert value(p, "agent_exporter_polls_total", "feed", outcome) == 0.0
     assert value(p, "agent_exporter_source_up", "feed") == 0.0
+
+
+def test_data_lag_keeps_growing_while_the_source_fails(tmp_path: Path) -> None:
+    job, p = make(tmp_path, Scripted([Batch(caught_up_to=NOW)], AuthError("feed", "HTTP 401")))
+    job.poll()
+    assert value(p, "agent_exporter_data_lag_seconds", "feed") == 0.0
+    p.clock = lambda: NOW + timedelta(minutes=20)
+    job.poll()  # fails: nothing read, yet the lag must show that data stopped arriving
+    assert value(p, "agent_exporter_data_lag_seconds", "feed") == 1200.0
