@@ -85,8 +85,8 @@ from exporter.model import (
     format_time,
     parse_time,
 )
-from exporter.sources.base import CursorGuard, Fields, PollContext, envelope, parse_each
-from exporter.sources.http import ApiClient, BadRecordError, BadResponseError
+from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope, parse_each
+from exporter.sources.http import BadRecordError, BadResponseError
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +184,9 @@ def _needs_recheck(open_run: OpenRun) -> bool:
     return bool(open_run.data.get("recheck", open_run.finished))
 
 
-class AgentActivitiesSource:
+class AgentActivitiesSource(PlatformSource):
+    PLATFORM = PLATFORM
+
     def __init__(
         self,
         config: SourceConfig,
@@ -192,9 +194,6 @@ class AgentActivitiesSource:
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.name = config.name
-        self.platform = PLATFORM
-        self.base_url = config.base_url
         opts = config.options
         self._agents = tuple(str(a) for a in cast(list[object], opts.get("agents") or ()))
         self._per_page = int(cast(int, opts.get("per_page", 50)))
@@ -207,11 +206,7 @@ class AgentActivitiesSource:
         scheme = str(opts.get("auth_scheme", "Bearer") or "")
         token = config.secret or ""
         auth = {header: f"{scheme} {token}" if scheme else token}
-        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
-        self.stats = self._client.stats
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(config, auth, transport=transport, stop=stop)
 
     def probe(self) -> str:
         if not self._agents:

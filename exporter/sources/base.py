@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import builtins
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import Protocol, TypeVar
+from typing import ClassVar, Protocol, TypeVar
 
 T = TypeVar("T")
 
+import httpx
+
+from exporter.config import SourceConfig
 from exporter.model import Batch, OpenRun, Rejected, Run, parse_time
-from exporter.sources.http import BadRecordError, BadResponseError, CursorLoopError, RequestStats
+from exporter.sources.http import ApiClient, BadRecordError, BadResponseError, CursorLoopError, RequestStats
 
 
 class StateView(Protocol):
@@ -59,6 +63,29 @@ class Source(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class PlatformSource:
+    """What every platform source has: its identity and its one HTTP client."""
+
+    PLATFORM: ClassVar[builtins.str]
+
+    def __init__(
+        self,
+        config: SourceConfig,
+        auth: Mapping[builtins.str, builtins.str],
+        *,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.name = config.name
+        self.platform = self.PLATFORM
+        self.base_url = config.base_url
+        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
+        self.stats = self._client.stats
+
+    def close(self) -> None:
+        self._client.close()
 
 
 class CursorGuard:

@@ -56,8 +56,8 @@ from exporter.model import (
     parse_enum,
     parse_time,
 )
-from exporter.sources.base import CursorGuard, Fields, PollContext, envelope
-from exporter.sources.http import ApiClient, BadRecordError, BadResponseError
+from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope
+from exporter.sources.http import BadRecordError, BadResponseError
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,9 @@ def item_event(item: Item) -> ActivityEvent:
     )
 
 
-class BctrlSource:
+class BctrlSource(PlatformSource):
+    PLATFORM = PLATFORM
+
     def __init__(
         self,
         config: SourceConfig,
@@ -204,9 +206,6 @@ class BctrlSource:
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.name = config.name
-        self.platform = PLATFORM
-        self.base_url = config.base_url
         opts = config.options
         self._level = cast(str | None, opts.get("level"))
         categories = cast("tuple[str, ...] | list[str] | None", opts.get("categories"))
@@ -220,14 +219,10 @@ class BctrlSource:
             log.warning(
                 "categories leave out 'system': with fixed run ids no run can be seen to end, "
                 "each is exported as incomplete after runs.max_open_age",
-                extra={"source": self.name},
+                extra={"source": config.name},
             )
         auth = {"Authorization": f"Bearer {config.secret or ''}"}
-        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
-        self.stats = self._client.stats
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(config, auth, transport=transport, stop=stop)
 
     def probe(self) -> str:
         if self._fixed_runs:

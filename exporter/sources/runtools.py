@@ -39,8 +39,7 @@ from exporter.model import (
     parse_enum,
     parse_time,
 )
-from exporter.sources.base import CursorGuard, Fields, PollContext, envelope, parse_each
-from exporter.sources.http import ApiClient
+from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope, parse_each
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,9 @@ def counted_event(ev: list[object]) -> ActivityEvent:
     )
 
 
-class RuntoolsSource:
+class RuntoolsSource(PlatformSource):
+    PLATFORM = PLATFORM
+
     def __init__(
         self,
         config: SourceConfig,
@@ -113,9 +114,6 @@ class RuntoolsSource:
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.name = config.name
-        self.platform = PLATFORM
-        self.base_url = config.base_url
         opts = config.options
         self._filters = {str(k): str(v) for k, v in cast(dict[str, object], opts.get("filters") or {}).items()}
         self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
@@ -123,11 +121,7 @@ class RuntoolsSource:
         self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
         self._start_from = timedelta(seconds=config.start_from)
         auth = {"X-API-Key": config.secret or ""}
-        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
-        self.stats = self._client.stats
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(config, auth, transport=transport, stop=stop)
 
     def probe(self) -> str:
         body = self._client.get_json(PATH, {"limit": 1})

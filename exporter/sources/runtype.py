@@ -68,8 +68,8 @@ from exporter.model import (
     format_time,
     parse_time,
 )
-from exporter.sources.base import CursorGuard, Fields, PollContext, envelope, parse_each
-from exporter.sources.http import ApiClient, BadRecordError, BadResponseError
+from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope, parse_each
+from exporter.sources.http import BadRecordError, BadResponseError
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +242,9 @@ def _exec_from_data(data: dict[str, object]) -> Execution:
     return parse_execution("state", data)
 
 
-class RuntypeSource:
+class RuntypeSource(PlatformSource):
+    PLATFORM = PLATFORM
+
     def __init__(
         self,
         config: SourceConfig,
@@ -250,9 +252,6 @@ class RuntypeSource:
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
     ) -> None:
-        self.name = config.name
-        self.platform = PLATFORM
-        self.base_url = config.base_url
         opts = config.options
         agents = opts.get("agents", "all")
         self._agents: tuple[str, ...] | None = None if agents == "all" else tuple(cast(list[str], agents))
@@ -261,11 +260,7 @@ class RuntypeSource:
         self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
         self._start_from = timedelta(seconds=config.start_from)
         auth = {"Authorization": f"Bearer {config.secret or ''}"}
-        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
-        self.stats = self._client.stats
-
-    def close(self) -> None:
-        self._client.close()
+        super().__init__(config, auth, transport=transport, stop=stop)
 
     def probe(self) -> str:
         if self._agents is None:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
 import pytest
 
-from exporter.model import Batch, OpenRun, Run, RunStatus, Severity, ToolStatus
+from exporter.model import Run, RunStatus, Severity, ToolStatus
 from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError

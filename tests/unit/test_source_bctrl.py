@@ -7,7 +7,7 @@ import copy
 import json
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import yaml
 
-from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run, RunStatus, Severity, ToolStatus, parse_time
+from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus, parse_time
 from exporter.sources.base import PollContext
 from exporter.sources.bctrl import BctrlSource, parse_item
 from exporter.sources.http import AuthError, BadRecordError, BadResponseError, CursorLoopError, RetryableError

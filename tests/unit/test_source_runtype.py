@@ -4,7 +4,7 @@ dedup, failures and request counts."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from exporter.convert.traces import run_to_spans, run_trace_id
-from exporter.model import Batch, OpenRun, Run, RunStatus, ToolStatus, parse_time
+from exporter.model import Run, RunStatus, ToolStatus, parse_time
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.sources.runtype import RuntypeSource

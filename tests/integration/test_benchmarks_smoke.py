@@ -1,0 +1,48 @@
+"""The benchmarks still work: `python -m benchmarks.run --smoke` runs every
+benchmark at tiny sizes and produces every figure. Nothing here judges speed
+or memory (benchmarks/README.md holds the measured figures and targets)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--json", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    results = json.loads(out.read_text())
+
+    platforms = ("runtools", "agent_activities", "bctrl", "runtype")
+    throughput = {t["platform"]: t for t in results["throughput"]}
+    assert set(throughput) == set(platforms)
+    for t in throughput.values():
+        assert t["records"] > 0 and t["spans"] > 0 and t["misses"] == 0, t
+        assert t["e_dropped"] == 0 and t["b_spans"] > 0, t
+        for key in ("a_rate", "e_rate", "b_rate", "e_over_a", "e_over_b"):
+            assert t[key] > 0, (key, t)
+
+    backfill, steady = results["memory"]["backfill"], results["memory"]["steady"]
+    for key in ("idle_rss_mb", "peak_rss_mb", "rss_at_25_mb", "rss_at_50_mb", "rss_at_100_mb"):
+        assert backfill[key] and backfill[key] > 0, (key, backfill)
+    assert steady["runs_in_progress"] >= steady["open_runs_seeded"] and steady["peak_rss_mb"] > 0, steady
+
+    freshness = results["freshness"]
+    assert set(freshness["freshness"]) == set(platforms) == set(freshness["api_cost"])
+    for platform, f in freshness["freshness"].items():
+        assert f["runs"] > 0 and f["missing_spans"] == 0, (platform, f)
+        assert f["span_median_s"] == f["span_median_s"] and f["metric_median_s"] == f["metric_median_s"], f  # not NaN
+    assert freshness["freshness"]["runtools"]["baseline_median_s"] is not None
+    for platform, cost in freshness["api_cost"].items():
+        assert cost["idle_per_poll"] >= 1 and cost["busy_per_poll"] >= 1, (platform, cost)
+
+    startup = results["startup"]
+    for key in ("python_pass_s", "import_app_s", "help_s", "readyz_s"):
+        assert startup[key] > 0, (key, startup)
+    assert "| throughput |" in proc.stdout and "| start-up |" in proc.stdout
