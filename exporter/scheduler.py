@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from exporter.config import Config
 from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
 from exporter.convert.traces import run_to_spans, run_trace_id
-from exporter.export.otlp import OutboxDrain, encode_payload
+from exporter.export.otlp import OutboxDrain
 from exporter.export.registry import MetricsBook
 from exporter.model import Batch, Run
 from exporter.sources.base import PollContext, Source
@@ -33,6 +33,7 @@ from exporter.state.store import SourceStateView, StateStore
 log = logging.getLogger(__name__)
 
 EXPIRE_CHUNK = 200
+RECOUNT_SECONDS = 1.0  # within a poll, open runs are recounted for the in-progress gauge at most this often
 MAX_AUTH_BACKOFF = 300.0  # a revoked key is retried at most this far apart
 
 
@@ -62,8 +63,12 @@ class Pipeline:
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
+    _recounted: dict[str, float] = field(default_factory=dict)  # source -> monotonic time of the last recount
 
-    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = ()) -> None:
+    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = (), *, recount: bool = False) -> None:
+        """`recount`: refresh the in-progress gauge now (the end of a poll);
+        otherwise it is refreshed at most every RECOUNT_SECONDS, as counting
+        open runs costs a scan of them."""
         runs = batch.runs
         outbox = self._spans(runs)
         updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
@@ -86,7 +91,7 @@ class Pipeline:
                 self.store.write_series(self.book.persisted_form(staged))
                 log.warning("outbox full: dropped the %d oldest span(s)", dropped)
             self.book.publish(staged)
-        self._refresh_gauges(source.name, source.platform, batch)
+        self._refresh_gauges(source.name, source.platform, batch, recount)
         if outbox and self.drain:
             self.drain.notify()
 
@@ -98,13 +103,16 @@ class Pipeline:
         for run in runs:
             spans = run_to_spans(run, capture_content=traces.capture_content,
                                  max_attribute_length=traces.max_attribute_length)
-            out.append((len(spans), encode_payload(spans)))
+            out.append((len(spans), self.drain.encode(spans)))
         return out
 
-    def _refresh_gauges(self, source: str, platform: str, batch: Batch) -> None:
-        counts = self.store.open_run_counts(source)
-        self.book.replace_live("agent_runs_in_progress", (source, platform),
-                               {(source, platform, agent): float(n) for agent, n in counts.items()})
+    def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
+        now = time.monotonic()
+        if recount or now - self._recounted.get(source, float("-inf")) >= RECOUNT_SECONDS:
+            self._recounted[source] = now
+            counts = self.store.open_run_counts(source)
+            self.book.replace_live("agent_runs_in_progress", (source, platform),
+                                   {(source, platform, agent): float(n) for agent, n in counts.items()})
         if batch.caught_up_to is not None:
             self.caught_up[source] = batch.caught_up_to
         if source in self.caught_up:
@@ -221,7 +229,7 @@ class SourceJob:
             if was_up or st.polls == 1 or st.last_error != error.message:
                 log.warning("source is down: %s", error.message, extra={"source": name})
             st.last_error = error.message
-        self.pipeline.commit(self.source, Batch(), updates)
+        self.pipeline.commit(self.source, Batch(), updates, recount=True)
         self.pipeline.book.set_live("agent_exporter_source_up", (name,), 1.0 if st.up else 0.0)
 
 

@@ -2,9 +2,14 @@
 and grpc (bodies encoded by the OpenTelemetry SDK's OTLP encoder), or
 OTLP/JSON lines.
 
-The outbox holds spans as OTLP/JSON objects, one row per run. The drain
-thread takes the oldest rows, sends them, and deletes them only once the
-backend has accepted them; on failure it keeps them and backs off. A row
+The outbox holds one row per run, encoded once, when it enters: for the
+OTLP senders as protobuf `Span` messages (the bytes of a `ScopeSpans` that
+holds only spans), so that the drain builds a request by concatenating rows
+under a cached resource and scope; for `protocol: file` as an OTLP/JSON list
+of span objects. Either sender reads either form (rows written before a
+change of protocol). The drain thread takes the oldest rows, sends them, and
+deletes them only once the backend has accepted them; on failure it keeps
+them and backs off. A row
 the backend rejects (HTTP 4xx other than 401/403/408/429, or a non-retryable
 gRPC status) is dropped and counted, never retried, so one bad batch cannot
 block the outbox; retryable failures keep every span until the backend is
@@ -27,6 +32,10 @@ from urllib.parse import urlsplit
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, SpanFlags
+from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
+from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -44,13 +53,137 @@ log = logging.getLogger(__name__)
 
 SCOPE = InstrumentationScope("agent-activity-exporter", __version__)
 MAX_BATCH_SPANS = 512
+LINGER_SECONDS = 0.2  # how long the drain waits for a batch to fill
 MAX_BACKOFF = 30.0
 MAX_RETRY_AFTER = 300.0
 _STATUS = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
 
 
+# What the SDK's encoder writes for a span whose parent is not remote.
+_SPAN_FLAGS = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
+
+
 def encode_payload(spans: Sequence[dict[str, object]]) -> bytes:
+    """An outbox row as OTLP/JSON (for `protocol: file`)."""
     return json.dumps(spans, separators=(",", ":")).encode()
+
+
+def encode_protobuf_payload(spans: Sequence[dict[str, object]]) -> bytes:
+    """An outbox row as protobuf: the serialised ScopeSpans holding only
+    these spans, i.e. their length-prefixed `spans` fields, so that rows
+    concatenate into one ScopeSpans. Field for field what the SDK's encoder
+    writes for the ReadableSpan `to_readable_span` makes (tested)."""
+    payload: bytes = ScopeSpans(spans=[_pb_span(s) for s in spans]).SerializeToString()
+    return payload
+
+
+def _is_json(payload: bytes) -> bool:
+    return payload[:1] == b"["
+
+
+def _pb_span(span: dict[str, object]) -> PbSpan:
+    status = span.get("status") or {}
+    assert isinstance(status, dict)
+    code = _STATUS.get(int(status.get("code", 0)), StatusCode.UNSET)
+    message = status.get("message") if code is StatusCode.ERROR else None
+    parent = span.get("parentSpanId")
+    events = cast(list[dict[str, object]], span.get("events") or [])
+    return PbSpan(
+        trace_id=bytes.fromhex(str(span["traceId"])),
+        span_id=bytes.fromhex(str(span["spanId"])),
+        parent_span_id=bytes.fromhex(str(parent)) if parent else b"",
+        name=str(span["name"]),
+        kind=PbSpan.SPAN_KIND_INTERNAL,
+        start_time_unix_nano=int(str(span["startTimeUnixNano"])),
+        end_time_unix_nano=int(str(span["endTimeUnixNano"])),
+        attributes=_pb_attributes(span.get("attributes")),
+        events=[
+            PbSpan.Event(name=str(e["name"]), time_unix_nano=int(str(e["timeUnixNano"])),
+                         attributes=_pb_attributes(e.get("attributes")))
+            for e in events
+        ],
+        status=PbStatus(code=cast(Any, code.value), message=str(message) if message else ""),
+        flags=_SPAN_FLAGS,
+    )
+
+
+def _pb_attributes(items: object) -> list[KeyValue]:
+    # A dict, as ReadableSpan's attributes are: a repeated key keeps its first
+    # place and its last value.
+    by_key: dict[str, AnyValue] = {}
+    for item in cast(list[dict[str, object]], items or []):
+        by_key[str(item["key"])] = _pb_value(cast(dict[str, object], item["value"]))
+    return [KeyValue(key=k, value=v) for k, v in by_key.items()]
+
+
+def _pb_value(v: dict[str, object]) -> AnyValue:
+    if "stringValue" in v:
+        return AnyValue(string_value=str(v["stringValue"]))
+    if "boolValue" in v:
+        return AnyValue(bool_value=bool(v["boolValue"]))
+    if "intValue" in v:
+        return AnyValue(int_value=int(str(v["intValue"])))
+    if "doubleValue" in v:
+        return AnyValue(double_value=float(cast(float, v["doubleValue"])))
+    array = cast(dict[str, object], v.get("arrayValue") or {})
+    values = cast(list[dict[str, object]], array.get("values") or [])
+    return AnyValue(array_value=ArrayValue(values=[_pb_value(x) for x in values]))
+
+
+def _json_span(pb: PbSpan) -> dict[str, object]:
+    """A protobuf span back to our OTLP/JSON form (a row written for an OTLP
+    sender, delivered after a switch to `protocol: file`)."""
+    out: dict[str, object] = {
+        "traceId": pb.trace_id.hex(), "spanId": pb.span_id.hex(), "name": pb.name, "kind": 1,
+        "startTimeUnixNano": str(pb.start_time_unix_nano), "endTimeUnixNano": str(pb.end_time_unix_nano),
+        "attributes": [{"key": a.key, "value": _json_value(a.value)} for a in pb.attributes],
+    }
+    if pb.parent_span_id:
+        out["parentSpanId"] = pb.parent_span_id.hex()
+    if pb.events:
+        out["events"] = [{"timeUnixNano": str(e.time_unix_nano), "name": e.name,
+                          "attributes": [{"key": a.key, "value": _json_value(a.value)} for a in e.attributes]}
+                         for e in pb.events]
+    out["status"] = {"code": pb.status.code, **({"message": pb.status.message} if pb.status.message else {})}
+    return out
+
+
+def _json_value(v: AnyValue) -> dict[str, object]:
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return {"stringValue": v.string_value}
+    if kind == "bool_value":
+        return {"boolValue": v.bool_value}
+    if kind == "int_value":
+        return {"intValue": str(v.int_value)}
+    if kind == "double_value":
+        return {"doubleValue": v.double_value}
+    return {"arrayValue": {"values": [_json_value(x) for x in v.array_value.values]}}
+
+
+def json_spans(payloads: Sequence[bytes]) -> list[dict[str, object]]:
+    """Outbox rows of either form -> OTLP/JSON span objects."""
+    out: list[dict[str, object]] = []
+    for payload in payloads:
+        if _is_json(payload):
+            out.extend(json.loads(payload))
+        else:
+            out.extend(_json_span(s) for s in ScopeSpans.FromString(payload).spans)
+    return out
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(data)) + data
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
 
 
 def resource_attributes(service_name: str, source: str) -> dict[str, str]:
@@ -74,24 +207,43 @@ DELIVERED = SendResult(Outcome.DELIVERED)
 
 
 class Sender(Protocol):
-    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult: ...
+    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
+        """One run's spans as an outbox row, in the form this sender sends."""
+        ...
+
+    def send(self, source: str, payloads: list[bytes]) -> SendResult: ...
 
     def close(self) -> None: ...
 
 
 class _Encoder:
-    """OTLP/JSON spans -> the SDK's protobuf request, one Resource per
-    source (encode_spans groups spans by Resource)."""
+    """Outbox rows -> one serialised ExportTraceServiceRequest with one
+    ResourceSpans per source. The resource and scope come from the SDK's
+    encoder (Resource.create adds the SDK's and OTEL_RESOURCE_ATTRIBUTES'
+    attributes), once per source; the spans are the rows' bytes."""
 
     def __init__(self, service_name: str) -> None:
         self._service = service_name
-        self._resources: dict[str, Resource] = {}
+        self._heads: dict[str, tuple[bytes, bytes]] = {}  # source -> (ResourceSpans head, ScopeSpans head)
 
-    def request(self, source: str, spans: list[dict[str, object]]) -> ExportTraceServiceRequest:
-        resource = self._resources.get(source)
-        if resource is None:
-            resource = self._resources[source] = Resource.create(resource_attributes(self._service, source))
-        return encode_spans([to_readable_span(s, resource) for s in spans])
+    def _head(self, source: str) -> tuple[bytes, bytes]:
+        head = self._heads.get(source)
+        if head is None:
+            resource = Resource.create(resource_attributes(self._service, source))
+            probe = encode_spans([to_readable_span(_PROBE_SPAN, resource)]).resource_spans[0]
+            scope = ScopeSpans(scope=probe.scope_spans[0].scope, schema_url=probe.scope_spans[0].schema_url)
+            rs = ResourceSpans(resource=probe.resource, schema_url=probe.schema_url)
+            head = self._heads[source] = (rs.SerializeToString(), scope.SerializeToString())
+        return head
+
+    def request_bytes(self, source: str, payloads: Sequence[bytes]) -> bytes:
+        rs_head, scope_head = self._head(source)
+        spans = b"".join(p if not _is_json(p) else encode_protobuf_payload(json.loads(p)) for p in payloads)
+        return _field(1, rs_head + _field(2, scope_head + spans))
+
+
+_PROBE_SPAN: dict[str, object] = {"traceId": "1" * 32, "spanId": "1" * 16, "name": "probe",
+                                  "startTimeUnixNano": "0", "endTimeUnixNano": "0"}
 
 
 class HttpSender:
@@ -111,8 +263,11 @@ class HttpSender:
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         )
 
-    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
-        body = self._encoder.request(source, spans).SerializeToString()
+    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
+        return encode_protobuf_payload(spans)
+
+    def send(self, source: str, payloads: list[bytes]) -> SendResult:
+        body = self._encoder.request_bytes(source, payloads)
         try:
             response = self._client.post(self._url, content=body)
         except httpx.TransportError as err:
@@ -152,8 +307,11 @@ class GrpcSender:
         self._encoder = _Encoder(service_name)
         self._rpc_error = grpc.RpcError
 
-    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
-        request = self._encoder.request(source, spans)
+    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
+        return encode_protobuf_payload(spans)
+
+    def send(self, source: str, payloads: list[bytes]) -> SendResult:
+        request = ExportTraceServiceRequest.FromString(self._encoder.request_bytes(source, payloads))
         try:
             self._stub.Export(request, metadata=self._metadata, timeout=self._timeout)
         except self._rpc_error as err:
@@ -173,7 +331,11 @@ class FileSender:
         self._path = Path(path)
         self._service = service_name
 
-    def send(self, source: str, spans: list[dict[str, object]]) -> SendResult:
+    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
+        return encode_payload(spans)
+
+    def send(self, source: str, payloads: list[bytes]) -> SendResult:
+        spans = json_spans(payloads)
         attrs = resource_attributes(self._service, source)
         request = {
             "resourceSpans": [
@@ -290,15 +452,32 @@ class OutboxDrain:
     def notify(self) -> None:
         self._wake.set()
 
+    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
+        return self._sender.encode(spans)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._backoff or 1.0)
             self._wake.clear()
             if self._stop.is_set():
                 return
+            self._linger()
             while self.drain_once():
                 if self._stop.is_set():
                     return
+                self._linger()
+
+    def _linger(self) -> None:
+        """Let a batch fill (up to LINGER_SECONDS) rather than post every
+        commit's few spans on their own: one request per MAX_BATCH_SPANS,
+        like the SDK's BatchSpanProcessor, at the cost of a fraction of a
+        second of freshness."""
+        deadline = time.monotonic() + LINGER_SECONDS  # real time, whatever clock tests inject
+        while self._store.outbox_spans() < MAX_BATCH_SPANS and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, LINGER_SECONDS / 4))
 
     def drain_once(self) -> bool:
         """Send one batch; True when something left the outbox and more may wait."""
@@ -310,15 +489,15 @@ class OutboxDrain:
         for row in rows:
             by_source.setdefault(row.source, []).append(row)
         for source, group in by_source.items():
-            spans: list[dict[str, object]] = [s for r in group for s in json.loads(r.payload)]
-            result = self._sender.send(source, spans)
+            spans = sum(r.spans for r in group)
+            result = self._sender.send(source, [r.payload for r in group])
             if result.outcome is Outcome.DELIVERED:
                 self._finish(group, "success")
                 if self._failing:
                     log.info("trace backend accepts spans again")
                 self._failing = False
             elif result.outcome is Outcome.REJECTED:
-                log.error("trace backend rejected %d span(s), dropped: %s", len(spans), result.detail)
+                log.error("trace backend rejected %d span(s), dropped: %s", spans, result.detail)
                 self._finish(group, "rejected")
             else:
                 self._failed(group, result)

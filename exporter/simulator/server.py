@@ -34,6 +34,10 @@ class _Server(ThreadingHTTPServer):
 
 def _handler_for(dispatch: Dispatch) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Head and body go out in two writes: without this, Nagle holds the body
+        # until the client's delayed ACK, adding ~40 ms to every small answer.
+        disable_nagle_algorithm = True
+
         protocol_version = "HTTP/1.1"  # keep-alive, as clients like httpx expect
         server_version = "agent-platform-simulator/1"
         sys_version = ""

@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS outbox(
 """
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
+LOOKUP_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
 
 
 class StateError(Exception):
@@ -57,6 +58,7 @@ class StateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
+        self._outbox_total: int | None = None  # cached sum(spans) of the outbox; None: count again
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -187,9 +189,14 @@ class StateStore:
                 db.execute("DELETE FROM seen WHERE source=? AND at<?", (source, batch.seen_prune_before))
             if batch.checkpoint is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoints VALUES(?,?)", (source, json.dumps(batch.checkpoint)))
-            db.executemany("INSERT INTO outbox(source, spans, payload) VALUES(?,?,?)", ((source, n, p) for n, p in outbox))
+            rows = list(outbox)
+            total = self._outbox_sum(db) + sum(n for n, _ in rows)
+            self._outbox_total = None  # until this transaction has committed
+            db.executemany("INSERT INTO outbox(source, spans, payload) VALUES(?,?,?)", ((source, n, p) for n, p in rows))
             self._write_series(db, series)
-            return self._trim_outbox(db, outbox_bound)
+            total, dropped = self._trim_outbox(db, total, outbox_bound)
+        self._outbox_total = total
+        return dropped
 
     def write_series(self, series: Mapping[SeriesKey, object]) -> None:
         with self._lock, self._transaction() as db:
@@ -222,9 +229,18 @@ class StateStore:
 
     def outbox_done(self, ids: list[int], series: Mapping[SeriesKey, object]) -> None:
         """Delete delivered (or given-up) rows and record the counters, together."""
-        with self._lock, self._transaction() as db:
-            db.executemany("DELETE FROM outbox WHERE id=?", ((i,) for i in ids))
-            self._write_series(db, series)
+        with self._lock:
+            with self._transaction() as db:
+                total = self._outbox_sum(db)
+                self._outbox_total = None  # until this transaction has committed
+                for i in range(0, len(ids), LOOKUP_CHUNK):
+                    chunk = ids[i : i + LOOKUP_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    total -= int(db.execute(f"SELECT coalesce(sum(spans), 0) FROM outbox WHERE id IN ({marks})",
+                                            chunk).fetchone()[0])
+                db.executemany("DELETE FROM outbox WHERE id=?", ((i,) for i in ids))
+                self._write_series(db, series)
+            self._outbox_total = total
 
     def outbox_failed(self, ids: list[int]) -> None:
         with self._lock, self._transaction() as db:
@@ -232,17 +248,24 @@ class StateStore:
 
     def outbox_spans(self) -> int:
         with self._lock:
-            return int(self._db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
+            return self._outbox_sum(self._db)
 
-    def _trim_outbox(self, db: sqlite3.Connection, bound: int) -> int:
-        total = int(db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
+    def _outbox_sum(self, db: sqlite3.Connection) -> int:
+        """Spans in the outbox: counted once, then kept up to date by every
+        committed write (a write that rolls back leaves it to be recounted)."""
+        if self._outbox_total is None:
+            self._outbox_total = int(db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
+        return self._outbox_total
+
+    @staticmethod
+    def _trim_outbox(db: sqlite3.Connection, total: int, bound: int) -> tuple[int, int]:
         dropped = 0
         while total > bound:
             row = db.execute("SELECT id, spans FROM outbox ORDER BY id LIMIT 1").fetchone()
             db.execute("DELETE FROM outbox WHERE id=?", (row[0],))
             total -= row[1]
             dropped += row[1]
-        return dropped
+        return total, dropped
 
     # -- plumbing ------------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""Run the benchmarks and print one table of every figure with its target.
+
+    python -m benchmarks.run                 # full: about 10 minutes on 2 cores
+    python -m benchmarks.run --smoke         # seconds: checks that every benchmark still works (CI)
+    python -m benchmarks.run --only throughput,startup --platforms runtools
+    python -m benchmarks.run --json results.json --markdown results.md
+
+Every figure comes with the baseline it is measured against, taken in the same
+run; the machine is noisy, so the ratio is the figure and the absolute number
+stands beside it. Smoke mode uses tiny sizes: its numbers mean nothing, only
+that every benchmark ran and produced its figures. Exit status 0 when every
+benchmark ran (targets missed do not fail the run: benchmarks are not tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from benchmarks.common import PLATFORMS, machine
+
+BENCHMARKS = ("throughput", "memory", "freshness", "startup")
+
+
+def _run(name: str, smoke: bool, platforms: tuple[str, ...]) -> object:
+    if name == "throughput":
+        from benchmarks import throughput
+
+        return throughput.main(smoke, platforms)
+    if name == "memory":
+        from benchmarks import memory
+
+        return memory.main(smoke)
+    if name == "freshness":
+        from benchmarks import freshness
+
+        return freshness.main(smoke)
+    from benchmarks import startup
+
+    return startup.main(smoke)
+
+
+def _f(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _ok(met: bool) -> str:
+    return "met" if met else "**missed**"
+
+
+def table(results: dict[str, object]) -> str:
+    """Markdown: one row per figure, with baseline, ratio, target, verdict."""
+    rows = ["| benchmark | figure | exporter | baseline | ratio | target | verdict |",
+            "|---|---|---|---|---|---|---|"]
+
+    def row(bench: str, figure: str, value: str, base: str, ratio: str, target: str, verdict: str) -> None:
+        rows.append(f"| {bench} | {figure} | {value} | {base} | {ratio} | {target} | {verdict} |")
+
+    for t in results.get("throughput", []) or []:  # type: ignore[union-attr]
+        p, unit = t["platform"], t["record_kind"]
+        rate = f"{_f(t['e_rate'], 0)} {unit}/s"
+        row("throughput", f"{p}: {_f(t['records'], 0)} {unit}, vs A (fetch + json.loads)", rate,
+            f"{_f(t['a_rate'], 0)}/s", f"{_f(t['e_over_a'])}x", ">= 0.5x", _ok(t["e_over_a"] >= 0.5))
+        row("throughput", f"{p}: vs B (OTel SDK, span per record, write per record)", rate,
+            f"{_f(t['b_rate'], 0)}/s", f"{_f(t['e_over_b'])}x", ">= 3x", _ok(t["e_over_b"] >= 3))
+        if p == "runtools":
+            row("throughput", "runtools events/s (absolute)", rate, "", "", ">= 20,000/s", _ok(t["e_rate"] >= 20_000))
+    mem = results.get("memory")
+    if isinstance(mem, dict):
+        b, s = mem["backfill"], mem["steady"]
+        row("memory", f"backfill peak RSS ({_f(b['runs'], 0)} runs, {_f(b['records'], 0)} records)",
+            f"{_f(b['peak_rss_mb'], 1)} MB", f"idle {_f(b['idle_rss_mb'], 1)} MB",
+            f"{_f(b['peak_rss_mb'] / b['idle_rss_mb'])}x", "<= 150 MB", _ok(b["peak_rss_mb"] <= 150))
+        flat = b["rss_at_100_mb"] is not None and b["rss_at_25_mb"] is not None and \
+            b["rss_at_100_mb"] - b["rss_at_25_mb"] <= 0.15 * b["rss_at_25_mb"]
+        row("memory", "backfill RSS at 25 / 50 / 100 %",
+            f"{_f(b['rss_at_25_mb'], 1)} / {_f(b['rss_at_50_mb'], 1)} / {_f(b['rss_at_100_mb'], 1)} MB", "", "",
+            "not growing with history", _ok(flat))
+        row("memory", f"steady state, {_f(s['runs_in_progress'], 0)} runs open: peak RSS",
+            f"{_f(s['peak_rss_mb'], 1)} MB", f"idle {_f(b['idle_rss_mb'], 1)} MB",
+            f"{_f(s['peak_rss_mb'] / b['idle_rss_mb'])}x", "<= 150 MB", _ok(s["peak_rss_mb"] <= 150))
+        row("memory", "steady state RSS, first third / last third",
+            f"{_f(s['rss_first_third_mb'], 1)} / {_f(s['rss_last_third_mb'], 1)} MB", "", "", "not growing",
+            _ok(s["rss_last_third_mb"] - s["rss_first_third_mb"] <= 0.1 * s["rss_first_third_mb"]))
+    fr = results.get("freshness")
+    if isinstance(fr, dict):
+        interval = fr["interval_s"]
+        for p, f in fr["freshness"].items():
+            base = f"{_f(f['baseline_median_s'])} s" if f["baseline_median_s"] is not None else f"U(0, {interval:g}) s"
+            for what in ("span", "metric"):
+                med, p99 = f[f"{what}_median_s"], f[f"{what}_p99_s"]
+                met = med <= interval + 1 and p99 <= 2 * interval and f["missing_spans"] == 0
+                row("freshness", f"{p}: end -> {'root span at receiver' if what == 'span' else 'count on /metrics'}"
+                    f" ({f['runs']} runs), median / p99", f"{_f(med)} / {_f(p99)} s",
+                    base if what == "span" else "", "",
+                    f"<= {interval + 1:g} / {2 * interval:g} s", _ok(met))
+        for p, c in fr["api_cost"].items():
+            row("API cost", f"{p}: requests per poll, busy / idle",
+                f"{_f(c['busy_per_poll'])} / {_f(c['idle_per_poll'])}", f"floor {c['floor_per_poll']}",
+                f"{_f(c['idle_per_poll'] / c['floor_per_poll'])}x idle", "idle = floor",
+                _ok(abs(c["idle_per_poll"] - c["floor_per_poll"]) < 1e-9))
+    st = results.get("startup")
+    if isinstance(st, dict):
+        row("start-up", "`--help` wall time", f"{_f(st['help_s'], 3)} s", f"python -c pass {_f(st['python_pass_s'], 3)} s",
+            f"{_f(st['help_s'] / st['python_pass_s'])}x", "<= 0.5 s", _ok(st["help_s"] <= 0.5))
+        row("start-up", "spawn -> /readyz 200, demo config", f"{_f(st['readyz_s'], 3)} s",
+            f"import exporter.app {_f(st['import_app_s'], 3)} s", f"{_f(st['readyz_s'] / st['import_app_s'])}x",
+            "<= 2 s", _ok(st["readyz_s"] <= 2))
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes: only checks that every benchmark works")
+    p.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
+    p.add_argument("--platforms", default=",".join(PLATFORMS), help="throughput: which platforms")
+    p.add_argument("--json", dest="json_out", default=None, help="write every figure as JSON here")
+    p.add_argument("--markdown", default=None, help="write the table here")
+    args = p.parse_args(argv)
+    chosen = [b.strip() for b in args.only.split(",") if b.strip()]
+    unknown = set(chosen) - set(BENCHMARKS)
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    platforms = tuple(x.strip() for x in args.platforms.split(",") if x.strip())
+    results: dict[str, object] = {"machine": machine(), "mode": "smoke" if args.smoke else "full",
+                                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    failed = []
+    for name in chosen:
+        t0 = time.monotonic()
+        log(f"{name}: running ({'smoke' if args.smoke else 'full'})")
+        try:
+            results[name] = _run(name, args.smoke, platforms)
+        except Exception:  # a benchmark that breaks is reported, and the others still run
+            failed.append(name)
+            results[name] = {"error": traceback.format_exc()}
+            log(f"{name}: FAILED\n{traceback.format_exc()}")
+        log(f"{name}: {time.monotonic() - t0:.1f} s")
+    text = table({k: v for k, v in results.items() if k not in failed})
+    m = results["machine"]
+    assert isinstance(m, dict)
+    header = (f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, Python {m['python']}, {m['os']};"
+              f" mode: {results['mode']}")
+    sys.stdout.write(header + "\n\n" + text + "\n")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=2, default=str))
+    if args.markdown:
+        Path(args.markdown).write_text(header + "\n\n" + text + "\n")
+    if failed:
+        sys.stderr.write(f"benchmarks that failed: {', '.join(failed)}\n")
+        return 1
+    return 0
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[bench {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
