@@ -396,15 +396,12 @@ class AgentActivitiesApi:
             agent=self._store.agents[run.agent].id,
             status=_normalised(raw),
             raw_status=raw,
-            parent_run_id=None,
-            root_run_id=None,
             started_ms=run.start_ms,
             ended_ms=run.end_ms,
             tool_calls=tool_calls,
             input_tokens=None if usage_int else run.input_tokens,
             output_tokens=None if usage_int else run.output_tokens,
             total_tokens=run.input_tokens + run.output_tokens,
-            cost_usd=None,
         )
 
     def truth(self, now_ms: int) -> JsonObject:

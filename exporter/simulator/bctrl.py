@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from exporter.simulator.cursors import decode_cursor, encode_cursor
 from exporter.simulator.hostile import JunkShape, junk_hex, make_junk, rewind_detail, rewind_list
 from exporter.simulator.timefmt import iso_ms_z
-from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_record
+from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_records
 from exporter.simulator.wire import (
     BadRequest,
     JsonObject,
@@ -290,15 +290,9 @@ class BctrlApi:
             agent=self._store.agents[run.agent].id,
             status=run.outcome,
             raw_status=run.outcome,
-            parent_run_id=None,
-            root_run_id=None,
             started_ms=run.start_ms,
             ended_ms=run.end_ms,
-            tool_calls=[tool_record(t.call_id, t.name, "failed" if t.failed else "succeeded") for t in run.tools],
-            input_tokens=None,
-            output_tokens=None,
-            total_tokens=None,
-            cost_usd=None,
+            tool_calls=tool_records(run),
         )
 
     def _count_finished(self, run: RunSpec) -> None:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from exporter.simulator.cursors import decode_cursor, encode_cursor
 from exporter.simulator.hostile import JunkShape, junk_hex, make_junk
 from exporter.simulator.timefmt import ceil_ms, iso_ms_z, parse_iso_us
-from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_record
+from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_records
 from exporter.simulator.wire import BadRequest, JsonObject, JsonValue, Listing, NotFound, Request, Response, vendor_error
 from exporter.simulator.world import MAX_FEED_PER_RUN, AgentSpec, RunSpec, Store
 
@@ -332,15 +332,9 @@ class RuntoolsApi:
             agent=self._store.agents[run.agent].id,
             status=run.outcome,
             raw_status=_TERMINAL[run.outcome][0],
-            parent_run_id=None,
-            root_run_id=None,
             started_ms=run.start_ms,
             ended_ms=run.end_ms,
-            tool_calls=[tool_record(t.call_id, t.name, "failed" if t.failed else "succeeded") for t in run.tools],
-            input_tokens=None,
-            output_tokens=None,
-            total_tokens=None,
-            cost_usd=None,
+            tool_calls=tool_records(run),
         )
 
     def truth(self, now_ms: int) -> JsonObject:

@@ -33,7 +33,7 @@ from decimal import Decimal
 
 from exporter.simulator.hostile import JunkShape, junk_hex, make_junk, rewind_detail, rewind_list
 from exporter.simulator.timefmt import ceil_ms, floor_ms, iso_ms_z, parse_iso_us
-from exporter.simulator.truth import FinishedRuns, run_record, tool_record
+from exporter.simulator.truth import FinishedRuns, run_record, tool_records
 from exporter.simulator.wire import (
     BadRequest,
     JsonObject,
@@ -302,9 +302,7 @@ class RuntypeApi:
             root_run_id=self._id(run.root),
             started_ms=run.start_ms,
             ended_ms=run.end_ms,
-            tool_calls=[tool_record(t.call_id, t.name, "failed" if t.failed else "succeeded") for t in run.tools],
-            input_tokens=None,
-            output_tokens=None,
+            tool_calls=tool_records(run),
             total_tokens=run.input_tokens + run.output_tokens,
             cost_usd=run.cost_micros / 1_000_000,
         )

@@ -36,25 +36,31 @@ def tool_record(call_id: str, name: str, status: str) -> JsonObject:
     return {"id": call_id, "name": name, "status": status}
 
 
+def tool_records(run: RunSpec) -> list[JsonValue]:
+    """The run's tool calls by their own ids, each succeeded or failed."""
+    return [tool_record(t.call_id, t.name, "failed" if t.failed else "succeeded") for t in run.tools]
+
+
 def run_record(
     *,
     run_id: str,
     agent: str,
     status: str,
     raw_status: str,
-    parent_run_id: str | None,
-    root_run_id: str | None,
     started_ms: int,
     ended_ms: int,
     tool_calls: list[JsonValue],
-    input_tokens: int | None,
-    output_tokens: int | None,
-    total_tokens: int | None,
-    cost_usd: float | None,
+    parent_run_id: str | None = None,
+    root_run_id: str | None = None,
+    input_tokens: int | None = None,
+    output_tokens: int | None = None,
+    total_tokens: int | None = None,
+    cost_usd: float | None = None,
 ) -> JsonObject:
     """status is normalised: succeeded | failed | cancelled | timed_out;
     raw_status is the word the platform used. parent/root are None for a
-    top-level run (root is the top-level run of a sub-agent's trace)."""
+    top-level run (root is the top-level run of a sub-agent's trace);
+    tokens and cost are None where the platform gives none."""
     return {
         "run_id": run_id,
         "agent": agent,
