@@ -22,7 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.config import Config
 from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
-from exporter.convert.traces import run_to_spans, run_trace_id
+from exporter.convert.traces import run_trace_id
 from exporter.export.otlp import OutboxDrain
 from exporter.export.registry import MetricsBook
 from exporter.model import Batch, Run
@@ -99,12 +99,7 @@ class Pipeline:
         if self.drain is None:
             return []  # traces are off
         traces = self.config.traces
-        out = []
-        for run in runs:
-            spans = run_to_spans(run, capture_content=traces.capture_content,
-                                 max_attribute_length=traces.max_attribute_length)
-            out.append((len(spans), self.drain.encode(spans)))
-        return out
+        return [self.drain.encode(run, traces.capture_content, traces.max_attribute_length) for run in runs]
 
     def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
         now = time.monotonic()

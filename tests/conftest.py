@@ -103,6 +103,12 @@ class MemoryState:
     def is_seen(self, key: str) -> bool:
         return key in self.seen
 
+    def seen_among(self, keys: object) -> set[str]:
+        return {k for k in keys if k in self.seen}  # type: ignore[attr-defined]
+
+    def open_runs_among(self, run_ids: object) -> dict[str, object]:
+        return {r: self.open[r] for r in run_ids if r in self.open}  # type: ignore[attr-defined]
+
     def in_progress(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for o in self.open.values():

@@ -1,10 +1,11 @@
-"""Run -> spans, as OTLP/JSON span objects (SPEC section 6).
+"""Run -> spans (SPEC section 6), in the two forms the outbox keeps.
 
-Spans leave the converter in the OTLP/JSON shape (ids in hex, times as
-decimal nanosecond strings, typed attribute values) because they must cross
-the durable outbox: the same object is a line of `protocol: file` output and
-is decoded into an SDK ReadableSpan for the OTLP exporters. Pure: no I/O,
-no clock; every time comes from the platform.
+One description of a run's spans (`_describe`) feeds two builders: OTLP
+protobuf bytes (`run_to_protobuf`: what the OTLP senders send, written once
+when the run enters the outbox) and OTLP/JSON span objects (`run_to_spans`:
+ids in hex, times as decimal nanosecond strings; `protocol: file` lines, and
+the readable form tests assert on). Pure: no I/O, no clock; every time comes
+from the platform.
 
 Ids are deterministic: trace id = first 16 bytes of
 sha256("{platform}|{base_url}|{top-level run id}"); span id = first 8 bytes
@@ -17,14 +18,22 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from typing import Generic, TypeVar
 
+from exporter.convert.protobuf import SpanWriter, scope_spans_entry
 from exporter.model import ActivityEvent, AttrValue, Run, RunStatus, Step, ToolCall, ToolStatus
 
 SPAN_KIND_INTERNAL = 1
 STATUS_UNSET, STATUS_OK, STATUS_ERROR = 0, 1, 2
 ERROR_STATUSES = (RunStatus.FAILED, RunStatus.TIMED_OUT)
+# What the SDK's OTLP encoder writes for a span whose parent is not remote
+# (SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK).
+SPAN_FLAGS = 0x100
 
 SpanJSON = dict[str, object]
+Value = AttrValue | list[str]
+Pairs = list[tuple[str, Value | None]]
+S = TypeVar("S")
 
 
 def trace_id_for(platform: str, base_url: str, run_id: str) -> str:
@@ -47,9 +56,21 @@ def run_trace_id(run: Run) -> str:
 
 
 def run_to_spans(run: Run, *, capture_content: bool = False, max_attribute_length: int = 4096) -> list[SpanJSON]:
-    """The run's own span, then its tool-call and step spans. A sub-agent run
-    (root_run_id set) lands in its top-level run's trace under its parent."""
-    b = _Builder(capture_content, max_attribute_length)
+    """The run's own span, then its tool-call and step spans, as OTLP/JSON."""
+    return _describe(run, _JsonBuilder(capture_content, max_attribute_length))
+
+
+def run_to_protobuf(run: Run, writer: SpanWriter, *, capture_content: bool = False,
+                    max_attribute_length: int = 4096) -> tuple[int, bytes]:
+    """The same spans as `run_to_spans`, as (count, bytes of a ScopeSpans
+    holding only them): concatenated rows form one ScopeSpans."""
+    spans = _describe(run, _ProtoBuilder(capture_content, max_attribute_length, writer))
+    return len(spans), b"".join(spans)
+
+
+def _describe(run: Run, b: _Builder[S]) -> list[S]:
+    """A sub-agent run (root_run_id set) lands in its top-level run's trace
+    under its parent."""
     trace_id = run_trace_id(run)
     run_span = span_id_for(trace_id, f"run:{run.run_id}")
     parent = None
@@ -83,8 +104,8 @@ def _run_status(run: Run) -> tuple[int, str | None]:
     return STATUS_UNSET, None  # cancelled, incomplete, unknown: details live in attributes
 
 
-def _run_attributes(run: Run, b: _Builder) -> list[tuple[str, AttrValue | list[str] | None]]:
-    attrs: list[tuple[str, AttrValue | list[str] | None]] = [
+def _run_attributes(run: Run, b: _Builder[S]) -> Pairs:
+    attrs: Pairs = [
         ("gen_ai.operation.name", "invoke_agent"),
         ("gen_ai.provider.name", run.platform),
         ("gen_ai.agent.id", run.agent_id),
@@ -116,9 +137,9 @@ def _run_attributes(run: Run, b: _Builder) -> list[tuple[str, AttrValue | list[s
     return attrs
 
 
-def _tool_span(b: _Builder, run: Run, trace_id: str, parent: str, call: ToolCall) -> SpanJSON:
+def _tool_span(b: _Builder[S], run: Run, trace_id: str, parent: str, call: ToolCall) -> S:
     failed = call.status is ToolStatus.FAILED
-    attrs: list[tuple[str, AttrValue | list[str] | None]] = [
+    attrs: Pairs = [
         ("gen_ai.operation.name", "execute_tool"),
         ("gen_ai.tool.name", call.name),
         ("gen_ai.tool.call.id", call.id),
@@ -144,9 +165,9 @@ def _tool_span(b: _Builder, run: Run, trace_id: str, parent: str, call: ToolCall
     )
 
 
-def _step_span(b: _Builder, run: Run, trace_id: str, parent: str, step: Step) -> SpanJSON:
+def _step_span(b: _Builder[S], run: Run, trace_id: str, parent: str, step: Step) -> S:
     assert step.started_at is not None
-    attrs: list[tuple[str, AttrValue | list[str] | None]] = [
+    attrs: Pairs = [
         ("openinference.span.kind", "CHAIN"),
         ("agent_activity.step.status", step.status.value),
         *step.attributes,
@@ -185,7 +206,12 @@ def _last_time(run: Run) -> datetime:
     return max(times)
 
 
-class _Builder:
+class _Builder(Generic[S]):
+    """Turns one span's description into one output form. Attribute values
+    are cleaned the same way for both: None left out, strings truncated,
+    a repeated key keeps its first place and its last value (OTLP keys are
+    unique; the SDK's attribute dict does the same)."""
+
     def __init__(self, capture_content: bool, max_len: int) -> None:
         self.capture_content = capture_content
         self.max_len = max_len
@@ -199,49 +225,108 @@ class _Builder:
         name: str,
         start: datetime,
         end: datetime,
-        attributes: list[tuple[str, AttrValue | list[str] | None]],
+        attributes: Pairs,
         events: tuple[ActivityEvent, ...],
         status: tuple[int, str | None],
-    ) -> SpanJSON:
+    ) -> S:
         start_ns = to_ns(start)
+        code, message = status
+        return self.build(
+            trace_id=trace_id,
+            span_id=span_id,
+            parent=parent,
+            name=self.truncate(name),
+            start_ns=start_ns,
+            # End before start (clock skew at the platform) becomes zero length.
+            end_ns=max(start_ns, to_ns(end)),
+            attributes=self.clean(attributes),
+            events=[(to_ns(e.time), e.name, self.clean(e.attributes)) for e in sorted(events, key=lambda e: e.time)],
+            code=code,
+            message=self.truncate(message) if message and code == STATUS_ERROR else "",
+        )
+
+    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
+              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
+              message: str) -> S:
+        raise NotImplementedError
+
+    def clean(self, pairs: Pairs | tuple[tuple[str, AttrValue], ...]) -> dict[str, Value]:
+        out: dict[str, Value] = {}
+        for key, value in pairs:
+            if value is None:
+                continue
+            if isinstance(value, str):
+                value = self.truncate(value)
+            elif isinstance(value, list):
+                value = [self.truncate(str(v)) for v in value]
+            out[key] = value
+        return out
+
+    def truncate(self, text: str) -> str:
+        return text if len(text) <= self.max_len else text[: self.max_len]
+
+
+class _JsonBuilder(_Builder[SpanJSON]):
+    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
+              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
+              message: str) -> SpanJSON:
         span: SpanJSON = {
             "traceId": trace_id,
             "spanId": span_id,
-            "name": self.truncate(name),
+            "name": name,
             "kind": SPAN_KIND_INTERNAL,
             "startTimeUnixNano": str(start_ns),
-            # End before start (clock skew at the platform) becomes zero length.
-            "endTimeUnixNano": str(max(start_ns, to_ns(end))),
-            "attributes": self.attributes(attributes),
+            "endTimeUnixNano": str(end_ns),
+            "attributes": _json_attributes(attributes),
         }
         if parent:
             span["parentSpanId"] = parent
         if events:
-            span["events"] = [
-                {"timeUnixNano": str(to_ns(e.time)), "name": e.name, "attributes": self.attributes(list(e.attributes))}
-                for e in sorted(events, key=lambda e: e.time)
-            ]
-        code, message = status
-        span["status"] = {"code": code, **({"message": self.truncate(message)} if message else {})}
+            span["events"] = [{"timeUnixNano": str(t), "name": n, "attributes": _json_attributes(a)}
+                              for t, n, a in events]
+        span["status"] = {"code": code, **({"message": message} if message else {})}
         return span
 
-    def attributes(self, pairs: list[tuple[str, AttrValue | list[str] | None]]) -> list[dict[str, object]]:
-        return [{"key": key, "value": self.value(value)} for key, value in pairs if value is not None]
 
-    def value(self, value: AttrValue | list[str]) -> dict[str, object]:
-        # OTLP/JSON: ints as strings (64-bit), bool before int (bool is an int).
-        if isinstance(value, bool):
-            return {"boolValue": value}
-        if isinstance(value, int):
-            return {"intValue": str(value)}
-        if isinstance(value, float):
-            return {"doubleValue": value}
-        if isinstance(value, list):
-            return {"arrayValue": {"values": [{"stringValue": self.truncate(str(v))} for v in value]}}
-        return {"stringValue": self.truncate(str(value))}
+def _json_attributes(attributes: dict[str, Value]) -> list[dict[str, object]]:
+    return [{"key": key, "value": _json_value(value)} for key, value in attributes.items()]
 
-    def truncate(self, text: str) -> str:
-        return text if len(text) <= self.max_len else text[: self.max_len]
+
+def _json_value(value: Value) -> dict[str, object]:
+    # OTLP/JSON: ints as strings (64-bit), bool before int (bool is an int).
+    if isinstance(value, bool):
+        return {"boolValue": value}
+    if isinstance(value, int):
+        return {"intValue": str(value)}
+    if isinstance(value, float):
+        return {"doubleValue": value}
+    if isinstance(value, list):
+        return {"arrayValue": {"values": [{"stringValue": v} for v in value]}}
+    return {"stringValue": value}
+
+
+class _ProtoBuilder(_Builder[bytes]):
+    def __init__(self, capture_content: bool, max_len: int, writer: SpanWriter) -> None:
+        super().__init__(capture_content, max_len)
+        self._writer = writer
+
+    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
+              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
+              message: str) -> bytes:
+        return scope_spans_entry(self._writer.span(
+            trace_id=bytes.fromhex(trace_id),
+            span_id=bytes.fromhex(span_id),
+            parent=bytes.fromhex(parent) if parent else b"",
+            name=name,
+            kind=SPAN_KIND_INTERNAL,
+            start_ns=start_ns,
+            end_ns=end_ns,
+            attributes=attributes.items(),
+            events=[(t, n, a.items()) for t, n, a in events],
+            status_code=code,
+            status_message=message,
+            flags=SPAN_FLAGS,
+        ))
 
 
 def to_ns(dt: datetime) -> int:

@@ -3,10 +3,11 @@ and grpc (bodies encoded by the OpenTelemetry SDK's OTLP encoder), or
 OTLP/JSON lines.
 
 The outbox holds one row per run, encoded once, when it enters: for the
-OTLP senders as protobuf `Span` messages (the bytes of a `ScopeSpans` that
-holds only spans), so that the drain builds a request by concatenating rows
-under a cached resource and scope; for `protocol: file` as an OTLP/JSON list
-of span objects. Either sender reads either form (rows written before a
+OTLP senders as protobuf `Span` messages written straight from the run
+(`convert.traces.run_to_protobuf`: the bytes of a `ScopeSpans` that holds
+only spans), so that the drain builds a request by concatenating rows under
+a cached resource and scope; for `protocol: file` as an OTLP/JSON list of
+span objects. Either sender reads either form (rows written before a
 change of protocol). The drain thread takes the oldest rows, sends them, and
 deletes them only once the backend has accepted them; on failure it keeps
 them and backs off. A row
@@ -45,7 +46,10 @@ from opentelemetry.util.types import AttributeValue
 from exporter import __version__
 from exporter.config import TracesConfig
 from exporter.convert.metrics import Op, Update
+from exporter.convert.protobuf import SpanWriter, field
+from exporter.convert.traces import run_to_protobuf, run_to_spans
 from exporter.export.registry import MetricsBook
+from exporter.model import Run
 from exporter.retry_after import parse_retry_after
 from exporter.state.store import OutboxRow, StateStore
 
@@ -69,10 +73,10 @@ def encode_payload(spans: Sequence[dict[str, object]]) -> bytes:
 
 
 def encode_protobuf_payload(spans: Sequence[dict[str, object]]) -> bytes:
-    """An outbox row as protobuf: the serialised ScopeSpans holding only
-    these spans, i.e. their length-prefixed `spans` fields, so that rows
-    concatenate into one ScopeSpans. Field for field what the SDK's encoder
-    writes for the ReadableSpan `to_readable_span` makes (tested)."""
+    """OTLP/JSON spans (an outbox row written for `protocol: file`, sent
+    after a switch to an OTLP protocol) as a protobuf row: the serialised
+    ScopeSpans holding only these spans. Field for field what the SDK's
+    encoder writes for the ReadableSpan `to_readable_span` makes (tested)."""
     payload: bytes = ScopeSpans(spans=[_pb_span(s) for s in spans]).SerializeToString()
     return payload
 
@@ -172,20 +176,6 @@ def json_spans(payloads: Sequence[bytes]) -> list[dict[str, object]]:
     return out
 
 
-def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def resource_attributes(service_name: str, source: str) -> dict[str, str]:
     return {"service.name": service_name, "service.version": __version__, "agent_activity.source": source}
 
@@ -207,8 +197,9 @@ DELIVERED = SendResult(Outcome.DELIVERED)
 
 
 class Sender(Protocol):
-    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
-        """One run's spans as an outbox row, in the form this sender sends."""
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        """One run's spans as an outbox row (span count, bytes), in the form
+        this sender sends."""
         ...
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult: ...
@@ -239,7 +230,7 @@ class _Encoder:
     def request_bytes(self, source: str, payloads: Sequence[bytes]) -> bytes:
         rs_head, scope_head = self._head(source)
         spans = b"".join(p if not _is_json(p) else encode_protobuf_payload(json.loads(p)) for p in payloads)
-        return _field(1, rs_head + _field(2, scope_head + spans))
+        return field(1, rs_head + field(2, scope_head + spans))
 
 
 _PROBE_SPAN: dict[str, object] = {"traceId": "1" * 32, "spanId": "1" * 16, "name": "probe",
@@ -258,13 +249,15 @@ class HttpSender:
     def __init__(self, url: str, headers: dict[str, str], timeout: float, service_name: str) -> None:
         self._url = url
         self._encoder = _Encoder(service_name)
+        self._writer = SpanWriter()
         self._client = httpx.Client(
             headers={**headers, "Content-Type": "application/x-protobuf"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         )
 
-    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
-        return encode_protobuf_payload(spans)
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return run_to_protobuf(run, self._writer, capture_content=capture_content,
+                               max_attribute_length=max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         body = self._encoder.request_bytes(source, payloads)
@@ -305,10 +298,12 @@ class GrpcSender:
         self._metadata = tuple(headers.items())
         self._timeout = timeout
         self._encoder = _Encoder(service_name)
+        self._writer = SpanWriter()
         self._rpc_error = grpc.RpcError
 
-    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
-        return encode_protobuf_payload(spans)
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return run_to_protobuf(run, self._writer, capture_content=capture_content,
+                               max_attribute_length=max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         request = ExportTraceServiceRequest.FromString(self._encoder.request_bytes(source, payloads))
@@ -331,8 +326,9 @@ class FileSender:
         self._path = Path(path)
         self._service = service_name
 
-    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
-        return encode_payload(spans)
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        spans = run_to_spans(run, capture_content=capture_content, max_attribute_length=max_attribute_length)
+        return len(spans), encode_payload(spans)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         spans = json_spans(payloads)
@@ -452,8 +448,8 @@ class OutboxDrain:
     def notify(self) -> None:
         self._wake.set()
 
-    def encode(self, spans: Sequence[dict[str, object]]) -> bytes:
-        return self._sender.encode(spans)
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return self._sender.encode(run, capture_content, max_attribute_length)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import builtins
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -32,6 +32,14 @@ class StateView(Protocol):
     def finished_open_runs(self, limit: int) -> list[OpenRun]: ...
 
     def is_seen(self, key: str) -> bool: ...
+
+    def seen_among(self, keys: Iterable[str]) -> set[str]:
+        """The subset of `keys` that is stored (one query for a page's keys)."""
+        ...
+
+    def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
+        """The open runs with these ids, by id (absent ids are not open)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +157,15 @@ class Fields:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
         raise self._bad(key)
+
+    def opt_strs(self, keys: tuple[builtins.str, ...]) -> list[builtins.str | None]:
+        """opt_str of each key (the usual case, a string, without a call each)."""
+        obj = self.obj
+        out: list[builtins.str | None] = []
+        for key in keys:
+            value = obj.get(key)
+            out.append(value if value.__class__ is builtins.str and value else self.opt_str(key))
+        return out
 
     def time(self, key: builtins.str) -> datetime:
         value = self.obj.get(key)

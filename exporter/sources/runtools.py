@@ -12,7 +12,8 @@ any page of that window).
 
 Checkpoint: {"watermark": iso, "window": {"since", "until", "cursor",
 "complete"}}; "window" is present only while a window is part-read, so a
-restart resumes from the last committed page.
+restart resumes from the last committed page (pages are committed
+PAGES_PER_COMMIT at a time).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ log = logging.getLogger(__name__)
 PLATFORM = "runtools"
 PATH = "/v1/activity"
 FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
+# Pages read into one committed batch. A backfill commits (and rewrites the
+# working state of runs spread over pages) a tenth as often; a crash re-reads
+# at most this many pages, which de-duplication absorbs.
+PAGES_PER_COMMIT = 10
 
 # Reference reading of API_NOTES (Decisions, runtools): in one place.
 RUN_STARTED = "agent.run.started"
@@ -70,34 +75,25 @@ RESOURCE_TYPES = frozenset(
 E_ID, E_TYPE, E_AT, E_SEV, E_STATUS, E_RTYPE, E_RID, E_TOOL, E_TITLE, E_SUMMARY, E_THREAD, E_RUN = range(12)
 
 
-def parse_event(source: str, item: object) -> list[object]:
-    """One feed event -> compact list; raises BadRecordError."""
+OPTIONAL_FIELDS = ("severity", "status", "resourceType", "resourceId", "toolSlug", "title", "summary", "threadId",
+                   "agentRunId")  # in E_SEV .. E_RUN order
+
+
+def parse_event(source: str, item: object) -> tuple[list[object], datetime]:
+    """One feed event -> (compact list, its time); raises BadRecordError."""
     f = Fields(source, item)
     event_id = f.str("id")
     occurred = f.time("occurredAt")
-    return [
-        event_id,
-        f.opt_str("eventType") or "unknown",
-        occurred.isoformat(),
-        f.opt_str("severity"),
-        f.opt_str("status"),
-        f.opt_str("resourceType"),
-        f.opt_str("resourceId"),
-        f.opt_str("toolSlug"),
-        f.opt_str("title"),
-        f.opt_str("summary"),
-        f.opt_str("threadId"),
-        f.opt_str("agentRunId"),
-    ]
+    return [event_id, f.opt_str("eventType") or "unknown", occurred.isoformat(), *f.opt_strs(OPTIONAL_FIELDS)], occurred
 
 
-def counted_event(ev: list[object]) -> ActivityEvent:
+def counted_event(ev: list[object], at: datetime) -> ActivityEvent:
     rtype = cast(str | None, ev[E_RTYPE])
     status = cast(str | None, ev[E_STATUS])
     return ActivityEvent(
         id=cast(str, ev[E_ID]),
         name=cast(str, ev[E_TYPE]),
-        time=parse_time(ev[E_AT]),
+        time=at,
         category=rtype if rtype in RESOURCE_TYPES else "unknown",
         severity=parse_enum(Severity, ev[E_SEV], Severity.UNKNOWN),
         status=status if status in EVENT_STATUSES else "unknown",
@@ -150,6 +146,7 @@ class RuntoolsSource(PlatformSource):
     def _read_window(self, ctx: PollContext, window: dict[str, object], watermark: datetime) -> Iterator[Batch]:
         guard = CursorGuard(self.name)
         cursor = cast(str | None, window.get("cursor"))
+        batch, pages = Batch(), 0
         while True:
             params: dict[str, object] = {
                 **self._filters,
@@ -167,43 +164,53 @@ class RuntoolsSource(PlatformSource):
             next_cursor = meta.get("nextCursor") if isinstance(meta, dict) else None
             if has_more and not (isinstance(next_cursor, str) and next_cursor):
                 has_more = False  # hasMore without a cursor: nothing more can be asked for
-            batch = Batch()
             self._ingest(ctx, batch, events)
+            pages += 1
             cursor = cast(str, next_cursor) if has_more else None
             window = {**window, "cursor": cursor, "complete": not has_more}
-            batch.checkpoint = {"watermark": watermark.isoformat(), "window": window}
-            yield batch
+            if pages == PAGES_PER_COMMIT or not has_more:
+                batch.checkpoint = {"watermark": watermark.isoformat(), "window": window}
+                yield batch
+                batch, pages = Batch(), 0
             if not has_more:
                 return
 
     def _ingest(self, ctx: PollContext, batch: Batch, items: object) -> None:
-        for ev in parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event"):
+        """A page's new events: counted, and added to their runs' working
+        state. The page's dedup keys and open runs are looked up in one query
+        each (a query per event was the largest single cost of a backfill)."""
+        parsed = list(parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event"))
+        seen = ctx.state.seen_among([f"ev:{ev[E_ID]}" for ev, _ in parsed])
+        by_run: dict[str, list[list[object]]] = {}
+        for ev, at in parsed:
             key = f"ev:{ev[E_ID]}"
-            if key in batch.seen_add or ctx.state.is_seen(key):
+            if key in seen or key in batch.seen_add:
                 continue  # a re-read (overlap, repeated page): changes nothing
-            at = parse_time(ev[E_AT])
             batch.seen_add[key] = at.timestamp()
-            batch.events.append(counted_event(ev))
-            run_id = cast(str | None, ev[E_RUN])
-            if run_id and not ctx.state.is_seen(f"run:{run_id}"):
-                self._add_to_run(ctx, batch, run_id, ev)
+            batch.events.append(counted_event(ev, at))
+            if run_id := cast(str | None, ev[E_RUN]):
+                by_run.setdefault(run_id, []).append(ev)
+        done = ctx.state.seen_among([f"run:{r}" for r in by_run])
+        current = ctx.state.open_runs_among(r for r in by_run if f"run:{r}" not in done)
+        for run_id, events in by_run.items():
+            if f"run:{run_id}" not in done:  # a late event of an exported run changes nothing
+                self._add_to_run(ctx, batch, run_id, current.get(run_id), events)
 
-    def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, ev: list[object]) -> None:
-        current = batch.open_upserts.get(run_id) or ctx.state.open_run(run_id)
-        data: dict[str, object] = dict(current.data) if current else {"events": []}
-        events = list(cast(list[object], data["events"]))
-        events.append(ev)
-        data["events"] = events
+    def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None,
+                    new: list[list[object]]) -> None:
+        current = batch.open_upserts.get(run_id) or stored
+        events = [*cast(list[object], current.data["events"]), *new] if current else list(new)
         agent = current.agent if current else "unknown"
-        etype = cast(str, ev[E_TYPE])
-        if ev[E_RTYPE] == "agent" and ev[E_RID]:
-            agent = cast(str, ev[E_RID])
-        finished = bool(current and current.finished) or _outcome(etype) is not None
+        finished = bool(current and current.finished)
+        for ev in new:
+            if ev[E_RTYPE] == "agent" and ev[E_RID]:
+                agent = cast(str, ev[E_RID])
+            finished = finished or _outcome(cast(str, ev[E_TYPE])) is not None
         batch.open_upserts[run_id] = OpenRun(
             run_id=run_id,
             agent=agent,
             opened_at=current.opened_at if current else ctx.now.timestamp(),
-            data=data,
+            data={**(current.data if current else {}), "events": events},
             finished=finished,
         )
 
@@ -230,15 +237,16 @@ class RuntoolsSource(PlatformSource):
         return self._build_run(open_run, RunStatus.INCOMPLETE)
 
     def _build_run(self, open_run: OpenRun, forced: RunStatus | None) -> Run:
-        events = sorted(cast(list[list[object]], open_run.data["events"]), key=lambda e: parse_time(e[E_AT]))
+        timed = sorted(((parse_time(e[E_AT]), e) for e in cast(list[list[object]], open_run.data["events"])),
+                       key=lambda pair: pair[0])
         start = end = None
         status, raw_status = RunStatus.RUNNING, "running"
         error_message = None
         thread = None
         span_events: list[ActivityEvent] = []
         tools: dict[str, dict[str, object]] = {}
-        for ev in events:
-            etype, at = cast(str, ev[E_TYPE]), parse_time(ev[E_AT])
+        for at, ev in timed:
+            etype = cast(str, ev[E_TYPE])
             thread = thread or cast(str | None, ev[E_THREAD])
             if etype == RUN_STARTED:
                 start = at
@@ -250,7 +258,7 @@ class RuntoolsSource(PlatformSource):
                 _add_tool_event(tools, ev, etype, at)
                 continue
             span_events.append(_span_event(ev, at))
-        start = start or parse_time(events[0][E_AT])
+        start = start or timed[0][0]
         if forced is not None:
             status, raw_status, end = forced, "incomplete", None
         return Run(
@@ -278,19 +286,18 @@ def _outcome(event_type: str) -> RunStatus | None:
     return None
 
 
+SPAN_EVENT_ATTRIBUTES = (
+    ("agent_activity.event.id", E_ID),
+    ("agent_activity.event.severity", E_SEV),
+    ("agent_activity.event.status", E_STATUS),
+    ("agent_activity.event.resource_type", E_RTYPE),
+    ("agent_activity.event.resource_id", E_RID),
+    ("agent_activity.event.title", E_TITLE),
+)
+
+
 def _span_event(ev: list[object], at: datetime) -> ActivityEvent:
-    attrs = tuple(
-        (name, cast(str, ev[i]))
-        for name, i in (
-            ("agent_activity.event.id", E_ID),
-            ("agent_activity.event.severity", E_SEV),
-            ("agent_activity.event.status", E_STATUS),
-            ("agent_activity.event.resource_type", E_RTYPE),
-            ("agent_activity.event.resource_id", E_RID),
-            ("agent_activity.event.title", E_TITLE),
-        )
-        if ev[i] is not None
-    )
+    attrs = tuple([(name, cast(str, ev[i])) for name, i in SPAN_EVENT_ATTRIBUTES if ev[i] is not None])
     return ActivityEvent(id=cast(str, ev[E_ID]), name=cast(str, ev[E_TYPE]), time=at, attributes=attrs)
 
 

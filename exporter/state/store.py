@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from exporter.model import Batch, OpenRun
 
@@ -23,9 +24,10 @@ CREATE TABLE IF NOT EXISTS open_runs(
     finished INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY(source, run_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS open_runs_finished ON open_runs(source, finished);
 CREATE INDEX IF NOT EXISTS open_runs_age ON open_runs(source, opened_at);
+-- No index on seen.at: pruning (once per window) scans a source's keys, which
+-- pruning keeps few; an index would cost every one of the many inserts.
 CREATE TABLE IF NOT EXISTS seen(
     source TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(source, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_at ON seen(source, at);
 CREATE TABLE IF NOT EXISTS series(
     name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox(
@@ -149,6 +151,21 @@ class StateStore:
                 is not None
             )
 
+    def seen_among(self, source: str, keys: Iterable[str]) -> set[str]:
+        """Which of these dedup keys are stored: one query per LOOKUP_CHUNK
+        keys (a page's worth), not one per key."""
+        return {row[0] for chunk in _chunks(keys) for row in self._select_in(
+            "SELECT key FROM seen WHERE source=? AND key IN ({})", source, chunk)}
+
+    def open_runs_among(self, source: str, run_ids: Iterable[str]) -> dict[str, OpenRun]:
+        return {row[0]: _open_run(row) for chunk in _chunks(run_ids) for row in self._select_in(
+            "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id IN ({})",
+            source, chunk)}
+
+    def _select_in(self, sql: str, source: str, values: list[str]) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql.format(",".join("?" * len(values))), (source, *values)).fetchall()
+
     def series(self) -> dict[SeriesKey, object]:
         with self._lock:
             rows = self._db.execute("SELECT name, labels, value FROM series").fetchall()
@@ -214,17 +231,18 @@ class StateStore:
 
     def outbox_take(self, max_spans: int) -> list[OutboxRow]:
         """The oldest rows, up to max_spans spans (at least one row)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, source, spans, payload, attempts FROM outbox ORDER BY id LIMIT ?", (max_spans,)
-            ).fetchall()
         taken: list[OutboxRow] = []
         total = 0
-        for row in rows:
-            if taken and total + row[2] > max_spans:
-                break
-            taken.append(OutboxRow(*row))
-            total += row[2]
+        with self._lock:
+            # Stepped row by row: rows hold several spans, so reading LIMIT
+            # max_spans rows at once would load payloads that stay behind.
+            for row in self._db.execute(
+                "SELECT id, source, spans, payload, attempts FROM outbox ORDER BY id LIMIT ?", (max_spans,)
+            ):
+                if taken and total + row[2] > max_spans:
+                    break
+                taken.append(OutboxRow(*row))
+                total += row[2]
         return taken
 
     def outbox_done(self, ids: list[int], series: Mapping[SeriesKey, object]) -> None:
@@ -285,6 +303,12 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
+    unique = list(dict.fromkeys(values))
+    for i in range(0, len(unique), LOOKUP_CHUNK):
+        yield unique[i : i + LOOKUP_CHUNK]
+
+
 def _open_run(row: tuple[str, str, float, int, str]) -> OpenRun:
     return OpenRun(run_id=row[0], agent=row[1], opened_at=row[2], finished=bool(row[3]), data=json.loads(row[4]))
 
@@ -307,3 +331,9 @@ class SourceStateView:
 
     def is_seen(self, key: str) -> bool:
         return self._store.is_seen(self._source, key)
+
+    def seen_among(self, keys: Iterable[str]) -> set[str]:
+        return self._store.seen_among(self._source, keys)
+
+    def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
+        return self._store.open_runs_among(self._source, run_ids)

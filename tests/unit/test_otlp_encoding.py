@@ -1,13 +1,21 @@
-"""Outbox rows are encoded once, as protobuf; the drain only concatenates
-them. The contract: the request is byte for byte what the SDK's own OTLP
-encoder writes for the same spans."""
+"""Outbox rows are encoded once, as protobuf written straight from the run;
+the drain only concatenates them. The contract: the request is byte for byte
+what the SDK's own OTLP encoder writes for the same spans (the OTLP/JSON form
+of the run, made into SDK ReadableSpans)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 
-from exporter.convert.traces import run_to_spans
+from exporter.convert.protobuf import SpanWriter, varint
+from exporter.convert.traces import run_to_protobuf, run_to_spans
+from exporter.model import ActivityEvent, Run, RunStatus, Step, ToolCall, ToolStatus
 from exporter.export.otlp import (
     _Encoder,
     encode_payload,
@@ -16,7 +24,7 @@ from exporter.export.otlp import (
     resource_attributes,
     to_readable_span,
 )
-from tests.unit.test_traces import make_run
+from tests.unit.test_traces import T0, make_run
 
 
 def sdk_request(spans: list[dict[str, object]]) -> bytes:
@@ -24,10 +32,59 @@ def sdk_request(spans: list[dict[str, object]]) -> bytes:
     return encode_spans([to_readable_span(s, resource) for s in spans]).SerializeToString()  # type: ignore[no-any-return]
 
 
+def rows(*runs: Run, capture_content: bool = False, max_len: int = 4096) -> list[bytes]:
+    writer = SpanWriter()
+    return [run_to_protobuf(r, writer, capture_content=capture_content, max_attribute_length=max_len)[1] for r in runs]
+
+
 def test_concatenated_rows_equal_the_sdk_encoders_request() -> None:
-    first, second = run_to_spans(make_run()), run_to_spans(make_run(run_id="run_2"))
-    rows = [encode_protobuf_payload(first), encode_protobuf_payload(second)]
-    assert _Encoder("svc").request_bytes("feed", rows) == sdk_request(first + second)
+    first, second = make_run(), make_run(run_id="run_2")
+    expected = sdk_request(run_to_spans(first) + run_to_spans(second))
+    assert _Encoder("svc").request_bytes("feed", rows(first, second)) == expected
+
+
+def test_rows_count_the_spans_they_hold() -> None:
+    count, _ = run_to_protobuf(make_run(), SpanWriter())
+    assert count == len(run_to_spans(make_run())) == 3
+
+
+TEXT = st.text(max_size=300)  # past 127 bytes, lengths take two varint bytes
+VALUE = st.one_of(TEXT, st.booleans(), st.integers(-(2**63), 2**63 - 1),
+                  st.floats(allow_nan=False), st.lists(TEXT, max_size=3))
+ATTRS = st.lists(st.tuples(st.sampled_from(["k", "agent_activity.x", "gen_ai.agent.id", "é"]), VALUE), max_size=5)
+OFFSET = st.integers(0, 10**9).map(lambda us: T0 + timedelta(microseconds=us))
+
+
+@st.composite
+def runs(draw: st.DrawFn) -> Run:
+    tool = ToolCall(id=draw(TEXT), name=draw(TEXT), started_at=draw(OFFSET), ended_at=draw(st.none() | OFFSET),
+                    status=draw(st.sampled_from(list(ToolStatus))), attributes=tuple(draw(ATTRS)),
+                    input=draw(st.none() | TEXT))
+    step = Step(key=draw(TEXT), name=draw(TEXT), started_at=draw(st.none() | OFFSET), ended_at=draw(st.none() | OFFSET),
+                status=draw(st.sampled_from(list(ToolStatus))), attributes=tuple(draw(ATTRS)))
+    event = ActivityEvent(id="e", name=draw(TEXT), time=draw(OFFSET), attributes=tuple(draw(ATTRS)))
+    return make_run(
+        run_id=draw(TEXT), agent_name=draw(TEXT), status=draw(st.sampled_from(list(RunStatus))),
+        ended_at=draw(st.none() | OFFSET), error_message=draw(st.none() | TEXT), conversation_id=draw(st.none() | TEXT),
+        input_tokens=draw(st.none() | st.integers(0, 2**40)), sandbox=draw(st.none() | st.booleans()),
+        root_run_id=draw(st.none() | st.just("root")), finish_reasons=tuple(draw(st.lists(TEXT, max_size=2))),
+        tool_calls=draw(st.lists(st.just(tool), max_size=2)), steps=(step,), events=(event,),
+        attributes=tuple(draw(ATTRS)),
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(runs(), st.booleans(), st.integers(1, 400))
+def test_spans_written_from_the_run_equal_the_sdk_encoders_bytes(run: Run, content: bool, max_len: int) -> None:
+    spans = run_to_spans(run, capture_content=content, max_attribute_length=max_len)
+    written = rows(run, capture_content=content, max_len=max_len)
+    assert _Encoder("svc").request_bytes("feed", written) == sdk_request(spans)
+    assert json_spans(written) == spans
+
+
+def test_varints_match_the_wire_format() -> None:
+    assert varint(0) == b"\x00" and varint(127) == b"\x7f" and varint(300) == b"\xac\x02"
+    assert varint(-1) == b"\xff" * 9 + b"\x01"  # int64 -1: ten bytes, two's complement
 
 
 def test_rows_stored_as_json_by_an_older_version_encode_the_same() -> None:
@@ -39,4 +96,14 @@ def test_rows_stored_as_json_by_an_older_version_encode_the_same() -> None:
 
 def test_protobuf_rows_read_back_as_the_same_otlp_json() -> None:
     spans = run_to_spans(make_run(), capture_content=True)
-    assert json_spans([encode_protobuf_payload(spans)]) == spans
+    assert json_spans([encode_protobuf_payload(spans)]) == spans == json_spans(rows(make_run(), capture_content=True))
+
+
+def test_a_repeated_attribute_key_keeps_its_first_place_and_last_value() -> None:
+    run = replace(make_run(), attributes=(("gen_ai.agent.id", "override"),))
+    (root, *_) = run_to_spans(run)
+    keys = [a["key"] for a in root["attributes"]]  # type: ignore[union-attr,index]
+    assert keys.count("gen_ai.agent.id") == 1 and keys.index("gen_ai.agent.id") == 2
+    value = next(a["value"] for a in root["attributes"] if a["key"] == "gen_ai.agent.id")  # type: ignore[union-attr,index]
+    assert value == {"stringValue": "override"}
+    assert _Encoder("svc").request_bytes("feed", rows(run)) == sdk_request(run_to_spans(run))

@@ -12,6 +12,7 @@ import pytest
 from exporter.model import Run, RunStatus, Severity, ToolStatus
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
+from exporter.sources import runtools
 from exporter.sources.runtools import RuntoolsSource
 from exporter.state.store import SourceStateView, StateStore
 from tests.conftest import seed_json_blocks, source_config
@@ -150,11 +151,12 @@ def test_repeated_items_count_once(tmp_path: Path) -> None:
     assert h.events == 2 and len(h.runs) == 1
 
 
-def test_crash_mid_window_resumes_from_committed_cursor(tmp_path: Path) -> None:
+def test_crash_mid_window_resumes_from_committed_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
     feed = Feed([ev(i, i, "agent.message.added") for i in range(1, 7)] + [ev(9, 8, "agent.run.completed")], page=2)
     h = Harness(tmp_path, feed)
-    h.poll(T0 + timedelta(seconds=20), stop_after=2)  # two pages committed, then "kill -9"
-    assert h.events == 4
+    h.poll(T0 + timedelta(seconds=20), stop_after=1)  # one batch of two pages committed, then "kill -9"
+    assert h.events == 4 and len(feed.requests) == 2
     first_requests = len(feed.requests)
     h2 = Harness(tmp_path, feed)  # a new process on the same state file
     h2.poll(T0 + timedelta(seconds=20))
