@@ -174,6 +174,28 @@ class Batch:
     # lag is measured from here, so an idle source shows no lag.
     caught_up_to: datetime | None = None
 
+    def absorb(self, later: Batch) -> None:
+        """Add a later batch to this one, so both commit as one transaction
+        with the same result as committing them in order. (Pruning runs after
+        the inserts of a transaction: a batch that prunes must be the last
+        one absorbed; `sources.base.grouped` sees to it.)"""
+        self.runs += later.runs
+        self.events += later.events
+        for run_id in later.open_deletes:
+            self.open_upserts.pop(run_id, None)
+        self.open_deletes -= later.open_upserts.keys()
+        self.open_deletes |= later.open_deletes
+        self.open_upserts.update(later.open_upserts)
+        for key, at in later.seen_add.items():
+            self.seen_add.setdefault(key, at)  # the store keeps a key's first time
+        self.rejected += later.rejected
+        for kind, n in later.records.items():
+            self.records[kind] = self.records.get(kind, 0) + n
+        if later.seen_prune_before is not None:
+            self.seen_prune_before = later.seen_prune_before
+        self.checkpoint = later.checkpoint if later.checkpoint is not None else self.checkpoint
+        self.caught_up_to = later.caught_up_to or self.caught_up_to
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpenRun:

@@ -233,6 +233,30 @@ def envelope(source: str, body: object, *path: str) -> object:
     return node
 
 
+GROUP_CHANGES = 50  # runs finished, opened or changed per grouped commit
+
+
+def grouped(batches: Iterable[Batch], changes: int = GROUP_CHANGES) -> Iterator[Batch]:
+    """Consecutive batches committed together, up to about `changes` run
+    changes each: a transaction per run made one-run-at-a-time sources spend
+    more on SQLite commits than on reading. Only for batches the source does
+    not need to read back before the next one (each about other runs, or the
+    source carries the run's state itself): StateView reads see committed
+    batches only."""
+    pending: Batch | None = None
+    for batch in batches:
+        if pending is None:
+            pending = batch
+        else:
+            pending.absorb(batch)
+        size = len(pending.runs) + len(pending.open_upserts) + len(pending.open_deletes)
+        if size >= changes or pending.seen_prune_before is not None:
+            yield pending
+            pending = None
+    if pending is not None:
+        yield pending
+
+
 def parse_each(
     source: str, items: object, parse: Callable[[object], T], batch: Batch, kind: str
 ) -> Iterator[T]:

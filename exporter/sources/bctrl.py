@@ -56,7 +56,7 @@ from exporter.model import (
     parse_enum,
     parse_time,
 )
-from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope
+from exporter.sources.base import CursorGuard, Fields, PlatformSource, PollContext, envelope, grouped
 from exporter.sources.http import BadRecordError, BadResponseError
 
 log = logging.getLogger(__name__)
@@ -239,8 +239,9 @@ class BctrlSource(PlatformSource):
             yield from self._adopt_fixed_runs(ctx)
         else:
             yield from self._discover_runs(ctx)
-        for open_run in ctx.state.open_runs():
-            yield from self._read_activity(ctx, open_run)
+        # Each run's activity is read from the state handed in, never read
+        # back: its batches can be committed in groups.
+        yield from grouped(batch for open_run in ctx.state.open_runs() for batch in self._read_activity(ctx, open_run))
         yield Batch(caught_up_to=ctx.now)
 
     def _adopt_fixed_runs(self, ctx: PollContext) -> Iterator[Batch]:

@@ -190,11 +190,13 @@ class RuntoolsSource(PlatformSource):
             batch.events.append(counted_event(ev, at))
             if run_id := cast(str | None, ev[E_RUN]):
                 by_run.setdefault(run_id, []).append(ev)
-        done = ctx.state.seen_among([f"run:{r}" for r in by_run])
-        current = ctx.state.open_runs_among(r for r in by_run if f"run:{r}" not in done)
+        # Runs this batch already holds are open: only the others are looked up.
+        others = [r for r in by_run if r not in batch.open_upserts]
+        done = ctx.state.seen_among([f"run:{r}" for r in others])
+        stored = ctx.state.open_runs_among(r for r in others if f"run:{r}" not in done)
         for run_id, events in by_run.items():
             if f"run:{run_id}" not in done:  # a late event of an exported run changes nothing
-                self._add_to_run(ctx, batch, run_id, current.get(run_id), events)
+                self._add_to_run(ctx, batch, run_id, stored.get(run_id), events)
 
     def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None,
                     new: list[list[object]]) -> None:

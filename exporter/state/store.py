@@ -193,7 +193,7 @@ class StateStore:
                 db.executemany(
                     "INSERT OR REPLACE INTO open_runs VALUES(?,?,?,?,?,?)",
                     (
-                        (source, o.run_id, o.agent, o.opened_at, int(o.finished), json.dumps(o.data))
+                        (source, o.run_id, o.agent, o.opened_at, int(o.finished), _compact_json(o.data))
                         for o in batch.open_upserts.values()
                         if o.run_id not in batch.open_deletes
                     ),
@@ -337,3 +337,7 @@ class SourceStateView:
 
     def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
         return self._store.open_runs_among(self._source, run_ids)
+
+
+def _compact_json(data: object) -> str:
+    return json.dumps(data, separators=(",", ":"))

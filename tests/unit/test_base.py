@@ -38,3 +38,16 @@ def test_fields_reject_with_bounded_reasons() -> None:
     with pytest.raises(BadRecordError) as err:
         Fields("s", ["not", "an", "object"])
     assert err.value.reason == "bad_type"
+
+
+def test_grouped_commits_batches_together_and_ends_a_group_at_a_prune() -> None:
+    from exporter.model import Batch, OpenRun
+    from exporter.sources.base import grouped
+
+    def one(run_id: str, prune: float | None = None) -> Batch:
+        return Batch(open_upserts={run_id: OpenRun(run_id=run_id, agent="a", opened_at=0.0, data={})},
+                     seen_prune_before=prune)
+
+    out = list(grouped([one("r1"), one("r2"), one("r3"), one("r4", prune=1.0), one("r5")], changes=2))
+    assert [sorted(b.open_upserts) for b in out] == [["r1", "r2"], ["r3", "r4"], ["r5"]]
+    assert [b.seen_prune_before for b in out] == [None, 1.0, None]

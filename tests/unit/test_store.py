@@ -92,3 +92,38 @@ def test_wal_mode(tmp_path: Path) -> None:
     StateStore(tmp_path / "state.db")
     mode = sqlite3.connect(tmp_path / "state.db").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+
+
+def _dump(store: StateStore) -> dict[str, object]:
+    db = sqlite3.connect(store.path)
+    tables = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall())  # noqa: S608 (fixed names)
+              for t in ("checkpoints", "open_runs", "seen")}
+    db.close()
+    return tables
+
+
+def _run(run_id: str, **kw: object) -> OpenRun:
+    return OpenRun(run_id=run_id, agent="a", opened_at=1.0, data={"v": kw.get("v", 0)},
+                   finished=bool(kw.get("finished", False)))
+
+
+def test_absorbed_batches_commit_like_the_same_batches_in_order(tmp_path: Path) -> None:
+    def batches() -> list[Batch]:
+        return [
+            batch(open_upserts={"r1": _run("r1"), "r2": _run("r2")}, seen_add={"ev:1": 5.0}, records={"run": 2}),
+            batch(open_upserts={"r1": _run("r1", v=1)}, seen_add={"ev:1": 9.0, "ev:2": 6.0}, records={"run": 1}),
+            batch(open_deletes={"r2"}, seen_add={"run:r2": 7.0}, checkpoint={"c": 1}),
+            batch(open_upserts={"r2": _run("r2", v=2, finished=True)}, open_deletes={"r1"}),
+            batch(seen_add={"ev:3": 1.0}, seen_prune_before=5.5, checkpoint={"c": 2}),
+        ]
+
+    one_by_one, grouped_store = StateStore(tmp_path / "a.db"), StateStore(tmp_path / "b.db")
+    for b in batches():
+        one_by_one.commit("feed", b, [], {}, 1000)
+    merged, *rest = batches()
+    for b in rest:
+        merged.absorb(b)
+    grouped_store.commit("feed", merged, [], {}, 1000)
+    assert _dump(grouped_store) == _dump(one_by_one)
+    assert _dump(one_by_one)["seen"] == [("feed", "ev:2", 6.0), ("feed", "run:r2", 7.0)]
+    assert merged.records == {"run": 3} and merged.checkpoint == {"c": 2}
