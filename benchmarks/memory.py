@@ -155,7 +155,7 @@ def seed_open_runs(path: Path, source: str, count: int, agents: list[str], now: 
                  "threadId": f"thr_{i:012x}", "agentRunId": run_id},
             ]
             batch.open_upserts[run_id] = OpenRun(run_id=run_id, agent=agent, opened_at=now.timestamp(),
-                                                 data={"events": [parse_event(source, item) for item in items]})
+                                                 data={"events": [parse_event(source, item)[0] for item in items]})
         store.commit(source, batch, [], {}, 100_000)
     store.close()
 

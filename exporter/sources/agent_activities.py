@@ -94,7 +94,7 @@ PLATFORM = "agent_activities"
 LIST_PATH = "/api/agents/{agent}/activities"
 DETAIL_PATH = "/api/agents/{agent}/activities/{run}"
 DETAIL_FIELDS = "trigger_payload,result,error,token_usage"
-INFLIGHT_EVERY = 5  # default of options["inflight_every"] (not yet in config.py's option table)
+INFLIGHT_EVERY = 5  # default of options["inflight_every"]
 SEEN_MARGIN = timedelta(minutes=10)  # dedup keys are kept this long past the oldest re-read window
 
 # Reference reading of API_NOTES (Decisions, agent_activities): in one place.
