@@ -52,10 +52,10 @@ class Severity(StrEnum):
 def parse_enum(enum: type[E], value: object, default: E) -> E:
     """Map a platform value onto an enum; anything unrecognised becomes `default`."""
     if isinstance(value, str):
-        try:
-            return enum(value.lower())
-        except ValueError:
-            pass
+        # The enum's own value map: a dict lookup (calling enum(...) costs ~10x, per record).
+        member = enum._value2member_map_.get(value.lower())
+        if member is not None:
+            return member  # type: ignore[return-value]
     return default
 
 

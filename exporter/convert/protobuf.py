@@ -23,6 +23,7 @@ _PACK_D = struct.Struct("<d").pack
 _PACK_I = struct.Struct("<I").pack
 _SHORT = [bytes((n,)) for n in range(128)]
 KEY_CACHE_MAX = 4096  # attribute keys are mostly constants; a platform's extras stay well under this
+HOT_MAX, HOT_ROUND, HOT_VALUE_MAX = 4096, 4096, 48  # repeating key-value pairs kept encoded (bytes of value)
 
 
 def varint(n: int) -> bytes:
@@ -61,11 +62,17 @@ def _ld(t: bytes, data: bytes) -> bytes:
 
 
 class SpanWriter:
-    """Writes OTLP `Span` messages. Keeps a bounded cache of encoded
-    attribute keys, so one writer per exporter (not shared across threads)."""
+    """Writes OTLP `Span` messages. Keeps bounded caches of encoded attribute
+    keys and of key-value pairs that repeat (statuses, kinds, agent and tool
+    names: most attributes of most spans): a pair is cached the second time
+    it is written within a round of HOT_ROUND candidates, so unique values
+    (ids, messages) never fill the cache. Entries are immutable, so threads
+    may share a writer."""
 
     def __init__(self) -> None:
         self._keys: dict[str, bytes] = {}
+        self._hot: dict[tuple[str, str], bytes] = {}
+        self._candidates: set[tuple[str, str]] = set()
 
     def key(self, name: str) -> bytes:
         encoded = self._keys.get(name)
@@ -77,17 +84,37 @@ class SpanWriter:
 
     def attribute(self, key: str, value: str | bool | int | float | list[str]) -> bytes:
         """A KeyValue body."""
-        encoded_key = self._keys.get(key) or self.key(key)
-        if value.__class__ is str:  # most attributes: a short string, written without the general path
+        if type(value) is str:  # most attributes: a short string, written without the general path
+            pair = (key, value)
+            hot = self._hot.get(pair)
+            if hot is not None:
+                return hot
             text = value.encode()
             n = len(text)
             if n < 126:
-                return encoded_key + _T2 + _SHORT[n + 2] + _T1 + _SHORT[n] + text
-        return encoded_key + _ld(_T2, any_value(value))
+                encoded = (self._keys.get(key) or self.key(key)) + _T2 + _SHORT[n + 2] + _T1 + _SHORT[n] + text
+                if n <= HOT_VALUE_MAX:
+                    self._remember(pair, encoded)
+                return encoded
+        return (self._keys.get(key) or self.key(key)) + _ld(_T2, any_value(value))
+
+    def _remember(self, pair: tuple[str, str], encoded: bytes) -> None:
+        if pair in self._candidates:
+            if len(self._hot) < HOT_MAX:
+                self._hot[pair] = encoded
+        else:
+            if len(self._candidates) >= HOT_ROUND:
+                self._candidates.clear()  # a new round: values seen once in the last one are forgotten
+            self._candidates.add(pair)
 
     def attributes(self, number_tag: bytes, pairs: Iterable[tuple[str, str | bool | int | float | list[str]]]) -> bytes:
         """Repeated KeyValue entries under `number_tag`."""
-        return b"".join([_ld(number_tag, self.attribute(k, v)) for k, v in pairs])
+        out = []
+        for k, v in pairs:
+            kv = self.attribute(k, v)
+            n = len(kv)
+            out.append(number_tag + (_SHORT[n] if n < 128 else varint(n)) + kv)
+        return b"".join(out)
 
     def span(
         self,

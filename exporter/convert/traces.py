@@ -251,15 +251,11 @@ class _Builder(Generic[S]):
         raise NotImplementedError
 
     def clean(self, pairs: Pairs | tuple[tuple[str, AttrValue], ...]) -> dict[str, Value]:
-        out: dict[str, Value] = {}
-        for key, value in pairs:
-            if value is None:
-                continue
-            if isinstance(value, str):
-                value = self.truncate(value)
-            elif isinstance(value, list):
-                value = [self.truncate(str(v)) for v in value]
-            out[key] = value
+        out: dict[str, Value] = {key: value for key, value in pairs if value is not None}
+        m = self.max_len
+        for key in [k for k, v in out.items() if v.__class__ is list or (v.__class__ is str and len(v) > m)]:
+            value = out[key]
+            out[key] = [self.truncate(str(v)) for v in value] if isinstance(value, list) else self.truncate(str(value))
         return out
 
     def truncate(self, text: str) -> str:

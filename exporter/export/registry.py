@@ -10,6 +10,7 @@ on a poll and never sees half of one.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -90,6 +91,8 @@ class MetricsBook:
 
     def _capped(self, names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, ...]:
         """Bound label cardinality: past the cap, new agents and tools are 'other'."""
+        if not self._caps.keys() & names:
+            return values  # the usual case for self-metrics: nothing to cap
         out = list(values)
         source = values[names.index("source")] if "source" in names else ""
         for i, label in enumerate(names):
@@ -132,7 +135,7 @@ class MetricsBook:
 def _apply(kind: Kind, buckets: tuple[float, ...], u: Update, current: object) -> object:
     if kind is Kind.HISTOGRAM:
         h = current if isinstance(current, Histogram) else Histogram.from_json(None, len(buckets))
-        index = next((i for i, b in enumerate(buckets) if u.value <= b), len(buckets))
+        index = bisect_left(buckets, u.value)  # the first bucket with value <= bound; len(buckets): +Inf
         counts = list(h.counts)
         counts[index] += 1
         exemplars = list(h.exemplars)

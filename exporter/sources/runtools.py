@@ -10,17 +10,26 @@ published late are still seen. Runs are assembled from events sharing
 window holding it has been read to its end (its tool-call events may sit on
 any page of that window).
 
-Checkpoint: {"watermark": iso, "window": {"since", "until", "cursor",
-"complete"}}; "window" is present only while a window is part-read, so a
-restart resumes from the last committed page (pages are committed
-PAGES_PER_COMMIT at a time).
+Backfills (tuned in benchmarks/): a window whose `until` is at least
+`lookback` in the past when it is read is *settled*: every event before
+`until` is published, so the next window starts at `until` with no overlap,
+and the dedup keys of the batch that completes it are not stored (nothing
+reads those events again). Pages are committed PAGES_PER_COMMIT at a time,
+and backfill windows shrink (within `max_window`) to about one such batch,
+so most runs start, finish and are exported within one batch, straight
+from memory, never written to the open-run table. Live polling (windows
+ending now) keeps the overlap and stores every key.
+
+Checkpoint: {"watermark": iso, "settled": bool, "window": {"since",
+"until", "cursor", "complete"}}; "window" is present only while a window is
+part-read, so a restart resumes from the last committed batch of pages.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -51,6 +60,7 @@ FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
 # working state of runs spread over pages) a tenth as often; a crash re-reads
 # at most this many pages, which de-duplication absorbs.
 PAGES_PER_COMMIT = 10
+MIN_SPAN = timedelta(seconds=10)  # narrowest backfill window
 
 # Reference reading of API_NOTES (Decisions, runtools): in one place.
 RUN_STARTED = "agent.run.started"
@@ -115,6 +125,7 @@ class RuntoolsSource(PlatformSource):
         self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
         self._page_size = int(cast(int, opts.get("page_size", 200)))
         self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
+        self._span = self._max_window  # of the next backfill window; adapts to the feed's density
         self._start_from = timedelta(seconds=config.start_from)
         auth = {"X-API-Key": config.secret or ""}
         super().__init__(config, auth, transport=transport, stop=stop)
@@ -129,24 +140,43 @@ class RuntoolsSource(PlatformSource):
     def poll(self, ctx: PollContext) -> Iterator[Batch]:
         checkpoint = dict(ctx.checkpoint)
         watermark = _time_or(checkpoint.get("watermark"), ctx.now - self._start_from)
+        settled = checkpoint.get("settled") is True
         window = cast(dict[str, object] | None, checkpoint.get("window"))
         while True:
             if window is None:
-                since = watermark - self._lookback
-                until = min(ctx.now, watermark + self._max_window)
+                since = watermark if settled else watermark - self._lookback
+                until = min(ctx.now, watermark + self._span)
                 window = {"since": since.isoformat(), "until": until.isoformat(), "cursor": None, "complete": False}
             if not window.get("complete"):
-                yield from self._read_window(ctx, window, watermark)
+                pages = yield from self._read_window(ctx, window, watermark)
+                self._adapt_span(pages)
             until = parse_time(window["until"])
-            yield from self._finalize(ctx, until)
+            settled = self._settled(ctx, until)
+            yield from self._finalize(ctx, until, settled)
             watermark, window = until, None
             if until >= ctx.now:
                 return
 
-    def _read_window(self, ctx: PollContext, window: dict[str, object], watermark: datetime) -> Iterator[Batch]:
+    def _settled(self, ctx: PollContext, until: datetime) -> bool:
+        """Every event before `until` is published (late ones arrive within
+        `lookback`): the next window need not read any of it again."""
+        return until <= ctx.now - self._lookback
+
+    def _adapt_span(self, pages: int) -> None:
+        """Backfill windows sized to about one committed batch: a window read
+        in one batch exports its finished runs straight from memory."""
+        if pages > PAGES_PER_COMMIT:
+            self._span = max(MIN_SPAN, self._span * 0.8 * PAGES_PER_COMMIT / pages)
+        elif pages < PAGES_PER_COMMIT // 2:
+            self._span = min(self._max_window, self._span * 2)
+
+    def _read_window(
+        self, ctx: PollContext, window: dict[str, object], watermark: datetime
+    ) -> Generator[Batch, None, int]:
+        """Read the window from its cursor to its end; returns the pages read."""
         guard = CursorGuard(self.name)
         cursor = cast(str | None, window.get("cursor"))
-        batch, pages = Batch(), 0
+        batch, pages, total = Batch(), 0, 0
         while True:
             params: dict[str, object] = {
                 **self._filters,
@@ -165,15 +195,34 @@ class RuntoolsSource(PlatformSource):
             if has_more and not (isinstance(next_cursor, str) and next_cursor):
                 has_more = False  # hasMore without a cursor: nothing more can be asked for
             self._ingest(ctx, batch, events)
-            pages += 1
+            pages, total = pages + 1, total + 1
             cursor = cast(str, next_cursor) if has_more else None
             window = {**window, "cursor": cursor, "complete": not has_more}
+            if not has_more:
+                self._end_window(ctx, batch, parse_time(window["until"]))
             if pages == PAGES_PER_COMMIT or not has_more:
                 batch.checkpoint = {"watermark": watermark.isoformat(), "window": window}
                 yield batch
                 batch, pages = Batch(), 0
             if not has_more:
-                return
+                return total
+
+    def _end_window(self, ctx: PollContext, batch: Batch, until: datetime) -> None:
+        """The batch that completes a window: its finished runs are exported
+        from memory (no round trip through the open-run table), and, once
+        the window is settled, its events' dedup keys are not stored: no
+        later window reads those events again."""
+        for open_run in [o for o in batch.open_upserts.values() if o.finished]:
+            del batch.open_upserts[open_run.run_id]
+            self._export(batch, open_run)
+        if self._settled(ctx, until):
+            batch.seen_add = {k: at for k, at in batch.seen_add.items() if not k.startswith("ev:")}
+
+    def _export(self, batch: Batch, open_run: OpenRun) -> None:
+        run = self._build_run(open_run, None)
+        batch.runs.append(run)
+        batch.open_deletes.add(open_run.run_id)  # stored by an earlier batch, or not: deleting is safe
+        batch.seen_add[f"run:{open_run.run_id}"] = (run.ended_at or run.started_at).timestamp()
 
     def _ingest(self, ctx: PollContext, batch: Batch, items: object) -> None:
         """A page's new events: counted, and added to their runs' working
@@ -216,19 +265,16 @@ class RuntoolsSource(PlatformSource):
             finished=finished,
         )
 
-    def _finalize(self, ctx: PollContext, until: datetime) -> Iterator[Batch]:
-        """Emit every run whose terminal event has arrived, in chunks."""
+    def _finalize(self, ctx: PollContext, until: datetime, settled: bool) -> Iterator[Batch]:
+        """Emit every stored run whose terminal event has arrived, in chunks."""
         while True:
             ready = ctx.state.finished_open_runs(FINALIZE_CHUNK)
             batch = Batch()
             for open_run in ready:
-                run = self._build_run(open_run, None)
-                batch.runs.append(run)
-                batch.open_deletes.add(open_run.run_id)
-                batch.seen_add[f"run:{open_run.run_id}"] = (run.ended_at or run.started_at).timestamp()
+                self._export(batch, open_run)
             last = len(ready) < FINALIZE_CHUNK
             if last:
-                batch.checkpoint = {"watermark": until.isoformat()}
+                batch.checkpoint = {"watermark": until.isoformat(), "settled": settled}
                 batch.caught_up_to = until
                 batch.seen_prune_before = (until - 2 * self._lookback - timedelta(minutes=5)).timestamp()
             yield batch

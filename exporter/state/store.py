@@ -24,10 +24,9 @@ CREATE TABLE IF NOT EXISTS open_runs(
     finished INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY(source, run_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS open_runs_finished ON open_runs(source, finished);
 CREATE INDEX IF NOT EXISTS open_runs_age ON open_runs(source, opened_at);
--- No index on seen.at: pruning (once per window) scans a source's keys, which
--- pruning keeps few; an index would cost every one of the many inserts.
 CREATE TABLE IF NOT EXISTS seen(
     source TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(source, key)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen(source, at);
 CREATE TABLE IF NOT EXISTS series(
     name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox(

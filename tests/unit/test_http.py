@@ -91,3 +91,22 @@ def test_budget_spaces_requests() -> None:
     waits = [budget.wait_time() for _ in range(61)]
     assert waits[:60] == [0.0] * 60 and waits[60] == pytest.approx(1.0)
     assert RequestBudget(None).wait_time() == 0.0
+
+
+def test_query_parameters_reach_the_server_as_given() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={})
+
+    api = ApiClient(source="s", base_url="https://api.example", headers={}, timeout=5.0,
+                    transport=httpx.MockTransport(handler), stop=NoWait())
+    api.get_json("/v1/x", {"cursor": "a+b/c==", "since": "2026-05-10T12:00:00.000+00:00", "gone": None,
+                           "flag": True, "off": False, "categories": ["a b", "c&d"], "limit": 200, "q": "é ü"})
+    api.get_json("/v1/y", {"cursor": None})
+    params = seen[0].url.params
+    assert params["cursor"] == "a+b/c==" and params["since"] == "2026-05-10T12:00:00.000+00:00"
+    assert "gone" not in params and params["flag"] == "true" and params["off"] == "false"
+    assert params.get_list("categories") == ["a b", "c&d"] and params["limit"] == "200" and params["q"] == "é ü"
+    assert seen[0].url.path == "/v1/x" and str(seen[1].url) == "https://api.example/v1/y"

@@ -107,3 +107,18 @@ def test_a_repeated_attribute_key_keeps_its_first_place_and_last_value() -> None
     value = next(a["value"] for a in root["attributes"] if a["key"] == "gen_ai.agent.id")  # type: ignore[union-attr,index]
     assert value == {"stringValue": "override"}
     assert _Encoder("svc").request_bytes("feed", rows(run)) == sdk_request(run_to_spans(run))
+
+
+def test_a_writer_reused_across_runs_writes_the_same_bytes_and_stays_bounded() -> None:
+    from exporter.convert import protobuf
+
+    writer = SpanWriter()
+    run = make_run()
+    fresh = rows(run)[0]
+    for _ in range(3):  # the second time a pair is written it is cached; the third time served from the cache
+        assert run_to_protobuf(run, writer)[1] == fresh
+    for i in range(3 * protobuf.HOT_ROUND):  # unique values: never cached, rounds forget them
+        writer.attribute("agent_activity.run_id", f"run_{i}")
+        writer.attribute("agent_activity.run_id", f"run_{i}")  # seen twice: cached until HOT_MAX
+    assert len(writer._hot) <= protobuf.HOT_MAX and len(writer._candidates) <= protobuf.HOT_ROUND
+    assert run_to_protobuf(run, writer)[1] == fresh

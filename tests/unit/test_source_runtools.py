@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from exporter.model import Run, RunStatus, Severity, ToolStatus
+from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.sources import runtools
@@ -67,11 +67,13 @@ class Harness:
         self.runs: list[Run] = []
         self.events = 0
         self.rejected: list[str] = []
+        self.batches: list[Batch] = []
 
     def poll(self, now: datetime, stop_after: int | None = None) -> None:
         ctx = PollContext(checkpoint=self.store.checkpoint("feed"), now=now, state=SourceStateView(self.store, "feed"))
         for n, batch in enumerate(self.source.poll(ctx)):
             self.store.commit("feed", batch, [], {}, 1000)
+            self.batches.append(batch)
             self.runs += batch.runs
             self.events += len(batch.events)
             self.rejected += [r.reason for r in batch.rejected]
@@ -182,6 +184,50 @@ def test_backfill_is_read_in_bounded_windows(tmp_path: Path) -> None:
     assert len(windows) == 6  # 60 minutes of history in 10-minute windows
     assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # contiguous, no gap
     assert len(h.runs) == 1
+
+
+def test_settled_backfill_windows_do_not_overlap_and_keep_no_event_keys(tmp_path: Path) -> None:
+    past = [ev(1, -1500, "agent.run.started", run="old"), ev(2, -1499, "agent.run.completed", run="old")]
+    live = [ev(3, 1790, "agent.run.started", run="new"), ev(4, 1791, "agent.run.completed", run="new")]
+    feed = Feed(past + live)
+    h = Harness(tmp_path, feed, max_window=600.0, lookback=30.0, start_from=3600.0)
+    now = T0 + timedelta(minutes=30)
+    h.poll(now)
+    windows = [(parse(r.url.params["since"]), parse(r.url.params["until"])) for r in feed.requests]
+    assert windows[0][0] == now - timedelta(seconds=3600 + 30)  # the first window has its lookback
+    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # after a settled window: no overlap
+    assert sorted(r.run_id for r in h.runs) == ["new", "old"] and h.events == 4
+    assert not h.store.is_seen("feed", "ev:act_1")  # a settled window's events are never read again
+    assert h.store.is_seen("feed", "ev:act_3")  # the live window's are: the next window overlaps it
+    assert {"run:old", "run:new"} <= {k for b in h.batches for k in b.seen_add}  # exported runs are still marked
+    h.poll(now + timedelta(seconds=5))
+    assert parse(feed.requests[-1].url.params["since"]) == now - timedelta(seconds=30)  # live: overlap kept
+    assert len(h.runs) == 2 and h.events == 4  # nothing counted twice
+
+
+def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    events = []
+    for n in range(30):  # a run every 2 minutes over the last hour, 3 events each
+        t = -3500 + 120 * n
+        events += [ev(3 * n, t, "agent.run.started", run=f"r{n}"), ev(3 * n + 1, t + 1, "agent.message.added", run=f"r{n}"),
+                   ev(3 * n + 2, t + 2, "agent.run.completed", run=f"r{n}")]
+    feed = Feed(events, page=2)
+    h = Harness(tmp_path, feed, max_window=1200.0, lookback=30.0, start_from=3600.0)
+    h.poll(T0)
+    spans = [parse(r.url.params["until"]) - parse(r.url.params["since"])
+             for r in feed.requests if r.url.params.get("cursor") is None]
+    assert spans[0] == timedelta(seconds=1230) and max(spans[1:]) < timedelta(seconds=600)  # narrowed
+    assert sorted(r.run_id for r in h.runs) == sorted(f"r{n}" for n in range(30)) and h.events == 90
+    upserted = {run_id for b in h.batches for run_id in b.open_upserts}
+    later = upserted - {f"r{n}" for n in range(10)}  # the first, wide window needed 15 pages: 8 batches
+    assert len(later) <= 5  # once narrowed, most runs never went through the open-run table
+    assert h.store.open_run_counts("feed") == {}
+
+
+def parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def test_bad_record_is_rejected_and_the_rest_used(tmp_path: Path) -> None:
