@@ -12,9 +12,10 @@ any page of that window).
 
 Backfills (tuned in benchmarks/): a window whose `until` is at least
 `lookback` in the past when it is read is *settled*: every event before
-`until` is published, so the next window starts at `until` with no overlap,
-and the dedup keys of the batch that completes it are not stored (nothing
-reads those events again). Pages are committed PAGES_PER_COMMIT at a time,
+`until` is published, so the next window overlaps it by EDGE only (one
+second, for boundary inclusivity, instead of `lookback`), and of the batch
+that completes it only the dedup keys within EDGE of `until` are stored
+(nothing reads the other events again). Pages are committed PAGES_PER_COMMIT at a time,
 and backfill windows shrink (within `max_window`) to about one such batch,
 so most runs start, finish and are exported within one batch, straight
 from memory, never written to the open-run table. Live polling (windows
@@ -61,6 +62,10 @@ FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
 # at most this many pages, which de-duplication absorbs.
 PAGES_PER_COMMIT = 10
 MIN_SPAN = timedelta(seconds=10)  # narrowest backfill window
+# Settled windows still overlap by this much: whether `since` and `until` are
+# inclusive is undocumented, and an event exactly on the boundary must be
+# read once, neither twice nor never.
+EDGE = timedelta(seconds=1)
 
 # Reference reading of API_NOTES (Decisions, runtools): in one place.
 RUN_STARTED = "agent.run.started"
@@ -126,6 +131,7 @@ class RuntoolsSource(PlatformSource):
         self._page_size = int(cast(int, opts.get("page_size", 200)))
         self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
         self._span = self._max_window  # of the next backfill window; adapts to the feed's density
+        self._edge = min(self._lookback, EDGE)
         self._start_from = timedelta(seconds=config.start_from)
         auth = {"X-API-Key": config.secret or ""}
         super().__init__(config, auth, transport=transport, stop=stop)
@@ -144,7 +150,7 @@ class RuntoolsSource(PlatformSource):
         window = cast(dict[str, object] | None, checkpoint.get("window"))
         while True:
             if window is None:
-                since = watermark if settled else watermark - self._lookback
+                since = watermark - (self._edge if settled else self._lookback)
                 until = min(ctx.now, watermark + self._span)
                 window = {"since": since.isoformat(), "until": until.isoformat(), "cursor": None, "complete": False}
             if not window.get("complete"):
@@ -216,7 +222,8 @@ class RuntoolsSource(PlatformSource):
             del batch.open_upserts[open_run.run_id]
             self._export(batch, open_run)
         if self._settled(ctx, until):
-            batch.seen_add = {k: at for k, at in batch.seen_add.items() if not k.startswith("ev:")}
+            keep_from = (until - self._edge).timestamp()  # the next window re-reads these
+            batch.seen_add = {k: at for k, at in batch.seen_add.items() if at >= keep_from or not k.startswith("ev:")}
 
     def _export(self, batch: Batch, open_run: OpenRun) -> None:
         run = self._build_run(open_run, None)

@@ -195,7 +195,8 @@ def test_settled_backfill_windows_do_not_overlap_and_keep_no_event_keys(tmp_path
     h.poll(now)
     windows = [(parse(r.url.params["since"]), parse(r.url.params["until"])) for r in feed.requests]
     assert windows[0][0] == now - timedelta(seconds=3600 + 30)  # the first window has its lookback
-    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # after a settled window: no overlap
+    # After a settled window, only a 1 s overlap (boundary inclusivity is undocumented), not lookback.
+    assert all(b[0] == a[1] - timedelta(seconds=1) for a, b in zip(windows, windows[1:]))
     assert sorted(r.run_id for r in h.runs) == ["new", "old"] and h.events == 4
     assert not h.store.is_seen("feed", "ev:act_1")  # a settled window's events are never read again
     assert h.store.is_seen("feed", "ev:act_3")  # the live window's are: the next window overlaps it
@@ -224,6 +225,30 @@ def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
     later = upserted - {f"r{n}" for n in range(10)}  # the first, wide window needed 15 pages: 8 batches
     assert len(later) <= 5  # once narrowed, most runs never went through the open-run table
     assert h.store.open_run_counts("feed") == {}
+
+
+def test_an_event_on_a_settled_window_boundary_counts_once_however_the_server_reads_until(tmp_path: Path) -> None:
+    boundary = [ev(1, -3000, "agent.run.started", run="edge"), ev(2, -2999, "agent.run.completed", run="edge")]
+    now = T0
+    first_until = now - timedelta(seconds=3600) + timedelta(seconds=600)
+    # The completing event sits exactly on the first window's end.
+    feed = Feed([boundary[0], dict(boundary[1], occurredAt=first_until.isoformat().replace("+00:00", "Z"))])
+    h = Harness(tmp_path, lambda request: _inclusive(feed, request), max_window=600.0, lookback=30.0,
+                start_from=3600.0)
+    h.poll(now)
+    assert [r.run_id for r in h.runs] == ["edge"] and h.events == 2
+
+
+def _inclusive(feed: Feed, request: httpx.Request) -> httpx.Response:
+    """The feed with `until` read as inclusive."""
+    q = request.url.params
+    since, until = parse(q["since"]), parse(q["until"])
+    visible = [e for e in reversed(feed.events) if since <= parse(str(e["occurredAt"])) <= until]
+    offset = int(q.get("cursor") or 0)
+    chunk = visible[offset: offset + feed.page]
+    more = offset + feed.page < len(visible)
+    return httpx.Response(200, json={"data": {"events": chunk},
+                                     "meta": {"hasMore": more, "nextCursor": str(offset + feed.page) if more else None}})
 
 
 def parse(text: str) -> datetime:
