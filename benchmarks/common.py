@@ -47,7 +47,7 @@ class Child:
         reader.join(timeout)
         if not line or not line[0].strip():
             self.stop()
-            err = self.proc.stderr.read() if self.proc.stderr else ""  # type: ignore[union-attr]
+            err = self.proc.stderr.read() if self.proc.stderr else ""
             raise RuntimeError(f"{name} did not start: {err[-2000:]}")
         self.url = line[0].strip()
         # Keep stderr drained so a chatty child never blocks on a full pipe.
