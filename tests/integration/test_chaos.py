@@ -36,7 +36,9 @@ OTLP_TOKEN = "otlp-bearer-4e5f6a7b8c"
 def sources(sim: Simulator) -> list[dict[str, object]]:
     common = {"interval": "1s", "start_from": "1h", "lookback": "5s", "timeout": "3s"}
     return [
-        {"name": "rt", "type": "runtools", "base_url": sim.url("runtools"), "api_key": KEYS["runtools"], **common},
+        # 5-minute windows: the hour of history is read in settled windows (no overlap, keys not stored).
+        {"name": "rt", "type": "runtools", "base_url": sim.url("runtools"), "api_key": KEYS["runtools"],
+         "max_window": "5m", **common},
         {"name": "aa", "type": "agent_activities", "base_url": sim.url("agent_activities"),
          "token": KEYS["agent_activities"], "agents": list(sim.agents("agent_activities")), **common},
         {"name": "bc", "type": "bctrl", "base_url": sim.url("bctrl"), "token": KEYS["bctrl"], **common},

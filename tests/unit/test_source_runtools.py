@@ -227,6 +227,30 @@ def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
     assert h.store.open_run_counts("feed") == {}
 
 
+@pytest.mark.parametrize("crash_after", [1, 3, 7, 12, 20])
+def test_a_backfill_killed_after_any_batch_resumes_without_loss_or_double_count(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_after: int) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    events = []
+    for n in range(20):  # runs overlapping each other and window ends, tool calls on other pages
+        t = -3500 + 150 * n
+        events += [ev(5 * n, t, "agent.run.started", run=f"r{n}"),
+                   ev(5 * n + 1, t + 40, "tool.call.started", run=f"r{n}", call=f"c{n}", toolSlug="search"),
+                   ev(5 * n + 2, t + 90, "tool.call.completed", run=f"r{n}", call=f"c{n}", toolSlug="search"),
+                   ev(5 * n + 3, t + 100, "agent.message.added", run=f"r{n}"),
+                   ev(5 * n + 4, t + 200, "agent.run.completed", run=f"r{n}")]
+    feed = Feed(events, page=2)
+    options = {"max_window": 1200.0, "lookback": 30.0, "start_from": 3600.0}
+    first = Harness(tmp_path, feed, **options)
+    first.poll(T0, stop_after=crash_after)  # "kill -9" after this many committed batches
+    second = Harness(tmp_path, feed, **options)  # a new process: the span narrowing starts over
+    second.poll(T0)
+    runs = first.runs + second.runs
+    assert sorted(r.run_id for r in runs) == sorted(f"r{n}" for n in range(20))  # each once
+    assert first.events + second.events == 100
+    assert all(len(r.tool_calls) == 1 and r.tool_calls[0].ended_at is not None for r in runs)
+
+
 def test_an_event_on_a_settled_window_boundary_counts_once_however_the_server_reads_until(tmp_path: Path) -> None:
     boundary = [ev(1, -3000, "agent.run.started", run="edge"), ev(2, -2999, "agent.run.completed", run="edge")]
     now = T0
