@@ -15,11 +15,12 @@ Backfills (tuned in benchmarks/): a window whose `until` is at least
 `until` is published, so the next window overlaps it by EDGE only (one
 second, for boundary inclusivity, instead of `lookback`), and of the batch
 that completes it only the dedup keys within EDGE of `until` are stored
-(nothing reads the other events again). Pages are committed PAGES_PER_COMMIT at a time,
-and backfill windows shrink (within `max_window`) to about one such batch,
-so most runs start, finish and are exported within one batch, straight
-from memory, never written to the open-run table. Live polling (windows
-ending now) keeps the overlap and stores every key.
+(nothing reads the other events again). Pages are committed
+PAGES_PER_COMMIT at a time, and backfill windows shrink (within
+`max_window`) to about one such batch, so most runs start, finish and are
+exported within one batch, straight from memory, never written to the
+open-run table. Live polling (windows ending now) keeps the overlap and
+stores every key.
 
 Checkpoint: {"watermark": iso, "settled": bool, "window": {"since",
 "until", "cursor", "complete"}}; "window" is present only while a window is

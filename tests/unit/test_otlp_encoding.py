@@ -104,7 +104,8 @@ def test_a_repeated_attribute_key_keeps_its_first_place_and_last_value() -> None
     (root, *_) = run_to_spans(run)
     keys = [a["key"] for a in root["attributes"]]  # type: ignore[union-attr,index]
     assert keys.count("gen_ai.agent.id") == 1 and keys.index("gen_ai.agent.id") == 2
-    value = next(a["value"] for a in root["attributes"] if a["key"] == "gen_ai.agent.id")  # type: ignore[union-attr,index]
+    values = {a["key"]: a["value"] for a in root["attributes"]}  # type: ignore[union-attr,index]
+    value = values["gen_ai.agent.id"]
     assert value == {"stringValue": "override"}
     assert _Encoder("svc").request_bytes("feed", rows(run)) == sdk_request(run_to_spans(run))
 

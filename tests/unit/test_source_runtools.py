@@ -212,7 +212,8 @@ def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
     events = []
     for n in range(30):  # a run every 2 minutes over the last hour, 3 events each
         t = -3500 + 120 * n
-        events += [ev(3 * n, t, "agent.run.started", run=f"r{n}"), ev(3 * n + 1, t + 1, "agent.message.added", run=f"r{n}"),
+        events += [ev(3 * n, t, "agent.run.started", run=f"r{n}"),
+                   ev(3 * n + 1, t + 1, "agent.message.added", run=f"r{n}"),
                    ev(3 * n + 2, t + 2, "agent.run.completed", run=f"r{n}")]
     feed = Feed(events, page=2)
     h = Harness(tmp_path, feed, max_window=1200.0, lookback=30.0, start_from=3600.0)
