@@ -173,7 +173,7 @@ class RuntoolsSource(PlatformSource):
         """Backfill windows sized to about one committed batch: a window read
         in one batch exports its finished runs straight from memory."""
         if pages > PAGES_PER_COMMIT:
-            self._span = max(MIN_SPAN, self._span * 0.8 * PAGES_PER_COMMIT / pages)
+            self._span = min(self._max_window, max(MIN_SPAN, self._span * 0.8 * PAGES_PER_COMMIT / pages))
         elif pages < PAGES_PER_COMMIT // 2:
             self._span = min(self._max_window, self._span * 2)
 

@@ -276,6 +276,15 @@ def _inclusive(feed: Feed, request: httpx.Request) -> httpx.Response:
                                      "meta": {"hasMore": more, "nextCursor": str(offset + feed.page) if more else None}})
 
 
+def test_narrowing_never_widens_a_window_past_max_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 1)
+    feed = Feed([ev(i, -600 + i, "agent.message.added", run=None) for i in range(40)], page=2)
+    h = Harness(tmp_path, feed, max_window=5.0, lookback=0.0, start_from=600.0)  # below MIN_SPAN
+    h.poll(T0)
+    spans = {parse(r.url.params["until"]) - parse(r.url.params["since"]) for r in feed.requests}
+    assert max(spans) <= timedelta(seconds=5) and h.events == 40
+
+
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
