@@ -235,13 +235,17 @@ class StateStore:
         with self._lock:
             # Stepped row by row: rows hold several spans, so reading LIMIT
             # max_spans rows at once would load payloads that stay behind.
-            for row in self._db.execute(
+            cursor = self._db.execute(
                 "SELECT id, source, spans, payload, attempts FROM outbox ORDER BY id LIMIT ?", (max_spans,)
-            ):
-                if taken and total + row[2] > max_spans:
-                    break
-                taken.append(OutboxRow(*row))
-                total += row[2]
+            )
+            try:
+                for row in cursor:
+                    if taken and total + row[2] > max_spans:
+                        break
+                    taken.append(OutboxRow(*row))
+                    total += row[2]
+            finally:
+                cursor.close()  # ends the read at once: an open statement would pin the WAL snapshot
         return taken
 
     def outbox_done(self, ids: list[int], series: Mapping[SeriesKey, object]) -> None:
