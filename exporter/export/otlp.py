@@ -1,6 +1,6 @@
 """Span delivery: the outbox drain and the three ways out: OTLP http/protobuf
-and grpc (bodies encoded by the OpenTelemetry SDK's OTLP encoder), or
-OTLP/JSON lines.
+and grpc (bodies byte-identical to the OpenTelemetry SDK's OTLP encoder's,
+which supplies the resource and scope), or OTLP/JSON lines.
 
 The outbox holds one row per run, encoded once, when it enters: for the
 OTLP senders as protobuf `Span` messages written straight from the run
@@ -8,7 +8,7 @@ OTLP senders as protobuf `Span` messages written straight from the run
 only spans), so that the drain builds a request by concatenating rows under
 a cached resource and scope; for `protocol: file` as an OTLP/JSON list of
 span objects. Either sender reads either form (rows written before a
-change of protocol). The drain thread takes the oldest rows, sends them, and
+change of protocol; a JSON row goes out through the same SpanWriter). The drain thread takes the oldest rows, sends them, and
 deletes them only once the backend has accepted them; on failure it keeps
 them and backs off. A row
 the backend rejects (HTTP 4xx other than 401/403/408/429, or a non-retryable
@@ -33,10 +33,9 @@ from urllib.parse import urlsplit
 import httpx
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, SpanFlags
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
-from opentelemetry.proto.trace.v1.trace_pb2 import Status as PbStatus
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
@@ -46,8 +45,8 @@ from opentelemetry.util.types import AttributeValue
 from exporter import __version__
 from exporter.config import TracesConfig
 from exporter.convert.metrics import Op, Update
-from exporter.convert.protobuf import SpanWriter, field
-from exporter.convert.traces import run_to_protobuf, run_to_spans
+from exporter.convert.protobuf import SpanWriter, field, scope_spans_entry
+from exporter.convert.traces import SPAN_FLAGS, SPAN_KIND_INTERNAL, run_to_protobuf, run_to_spans
 from exporter.export.registry import MetricsBook
 from exporter.model import Run
 from exporter.retry_after import parse_retry_after
@@ -63,75 +62,53 @@ MAX_RETRY_AFTER = 300.0
 _STATUS = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
 
 
-# What the SDK's encoder writes for a span whose parent is not remote.
-_SPAN_FLAGS = SpanFlags.SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK
-
-
 def encode_payload(spans: Sequence[dict[str, object]]) -> bytes:
     """An outbox row as OTLP/JSON (for `protocol: file`)."""
     return json.dumps(spans, separators=(",", ":")).encode()
 
 
-def encode_protobuf_payload(spans: Sequence[dict[str, object]]) -> bytes:
+def encode_protobuf_payload(spans: Sequence[dict[str, object]], writer: SpanWriter | None = None) -> bytes:
     """OTLP/JSON spans (an outbox row written for `protocol: file`, sent
-    after a switch to an OTLP protocol) as a protobuf row: the serialised
-    ScopeSpans holding only these spans. Field for field what the SDK's
-    encoder writes for the ReadableSpan `to_readable_span` makes (tested)."""
-    payload: bytes = ScopeSpans(spans=[_pb_span(s) for s in spans]).SerializeToString()
-    return payload
+    after a switch to an OTLP protocol) as a protobuf row, written by the same
+    SpanWriter as rows made from runs: field for field what the SDK's encoder
+    writes for the ReadableSpan `to_readable_span` makes (tested)."""
+    writer = writer or SpanWriter()
+    return b"".join(scope_spans_entry(_write_json_span(writer, s)) for s in spans)
 
 
-def _is_json(payload: bytes) -> bool:
-    return payload[:1] == b"["
-
-
-def _pb_span(span: dict[str, object]) -> PbSpan:
+def _write_json_span(writer: SpanWriter, span: dict[str, object]) -> bytes:
     status = span.get("status") or {}
     assert isinstance(status, dict)
     code = _STATUS.get(int(status.get("code", 0)), StatusCode.UNSET)
     message = status.get("message") if code is StatusCode.ERROR else None
     parent = span.get("parentSpanId")
     events = cast(list[dict[str, object]], span.get("events") or [])
-    return PbSpan(
+    return writer.span(
         trace_id=bytes.fromhex(str(span["traceId"])),
         span_id=bytes.fromhex(str(span["spanId"])),
-        parent_span_id=bytes.fromhex(str(parent)) if parent else b"",
+        parent=bytes.fromhex(str(parent)) if parent else b"",
         name=str(span["name"]),
-        kind=PbSpan.SPAN_KIND_INTERNAL,
-        start_time_unix_nano=int(str(span["startTimeUnixNano"])),
-        end_time_unix_nano=int(str(span["endTimeUnixNano"])),
-        attributes=_pb_attributes(span.get("attributes")),
-        events=[
-            PbSpan.Event(name=str(e["name"]), time_unix_nano=int(str(e["timeUnixNano"])),
-                         attributes=_pb_attributes(e.get("attributes")))
-            for e in events
-        ],
-        status=PbStatus(code=cast(Any, code.value), message=str(message) if message else ""),
-        flags=_SPAN_FLAGS,
+        kind=SPAN_KIND_INTERNAL,
+        start_ns=int(str(span["startTimeUnixNano"])),
+        end_ns=int(str(span["endTimeUnixNano"])),
+        # A dict, as ReadableSpan's attributes are: a repeated key keeps its
+        # first place and its last value.
+        attributes=_writable(_attributes(span.get("attributes"))),
+        events=[(int(str(e["timeUnixNano"])), str(e["name"]), _writable(_attributes(e.get("attributes"))))
+                for e in events],
+        status_code=code.value,
+        status_message=str(message) if message else "",
+        flags=SPAN_FLAGS,
     )
 
 
-def _pb_attributes(items: object) -> list[KeyValue]:
-    # A dict, as ReadableSpan's attributes are: a repeated key keeps its first
-    # place and its last value.
-    by_key: dict[str, AnyValue] = {}
-    for item in cast(list[dict[str, object]], items or []):
-        by_key[str(item["key"])] = _pb_value(cast(dict[str, object], item["value"]))
-    return [KeyValue(key=k, value=v) for k, v in by_key.items()]
+def _writable(attributes: dict[str, AttributeValue]) -> list[tuple[str, str | bool | int | float | list[str]]]:
+    return [(k, [str(x) for x in v] if isinstance(v, tuple) else cast(str | bool | int | float, v))
+            for k, v in attributes.items()]
 
 
-def _pb_value(v: dict[str, object]) -> AnyValue:
-    if "stringValue" in v:
-        return AnyValue(string_value=str(v["stringValue"]))
-    if "boolValue" in v:
-        return AnyValue(bool_value=bool(v["boolValue"]))
-    if "intValue" in v:
-        return AnyValue(int_value=int(str(v["intValue"])))
-    if "doubleValue" in v:
-        return AnyValue(double_value=float(cast(float, v["doubleValue"])))
-    array = cast(dict[str, object], v.get("arrayValue") or {})
-    values = cast(list[dict[str, object]], array.get("values") or [])
-    return AnyValue(array_value=ArrayValue(values=[_pb_value(x) for x in values]))
+def _is_json(payload: bytes) -> bool:
+    return payload[:1] == b"["
 
 
 def _json_span(pb: PbSpan) -> dict[str, object]:

@@ -80,6 +80,7 @@ def test_spans_written_from_the_run_equal_the_sdk_encoders_bytes(run: Run, conte
     written = rows(run, capture_content=content, max_len=max_len)
     assert _Encoder("svc").request_bytes("feed", written) == sdk_request(spans)
     assert json_spans(written) == spans
+    assert encode_protobuf_payload(spans) == b"".join(written)  # a JSON row re-encoded: the same bytes
 
 
 def test_varints_match_the_wire_format() -> None:
