@@ -236,11 +236,11 @@ class RuntoolsSource(PlatformSource):
         """A page's new events: counted, and added to their runs' working
         state. The page's dedup keys and open runs are looked up in one query
         each (a query per event was the largest single cost of a backfill)."""
-        parsed = list(parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event"))
-        seen = ctx.state.seen_among([f"ev:{ev[E_ID]}" for ev, _ in parsed])
+        parsed = [(f"ev:{ev[E_ID]}", ev, at) for ev, at in
+                  parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event")]
+        seen = ctx.state.seen_among([key for key, _, _ in parsed])
         by_run: dict[str, list[list[object]]] = {}
-        for ev, at in parsed:
-            key = f"ev:{ev[E_ID]}"
+        for key, ev, at in parsed:
             if key in seen or key in batch.seen_add:
                 continue  # a re-read (overlap, repeated page): changes nothing
             batch.seen_add[key] = at.timestamp()
@@ -248,11 +248,12 @@ class RuntoolsSource(PlatformSource):
             if run_id := cast(str | None, ev[E_RUN]):
                 by_run.setdefault(run_id, []).append(ev)
         # Runs this batch already holds are open: only the others are looked up.
-        others = [r for r in by_run if r not in batch.open_upserts]
-        done = ctx.state.seen_among([f"run:{r}" for r in others])
-        stored = ctx.state.open_runs_among(r for r in others if f"run:{r}" not in done)
+        others = {f"run:{r}": r for r in by_run if r not in batch.open_upserts}
+        # Exported runs: a late event of one changes nothing.
+        done = {others[key] for key in ctx.state.seen_among(others)}
+        stored = ctx.state.open_runs_among(r for r in others.values() if r not in done)
         for run_id, events in by_run.items():
-            if f"run:{run_id}" not in done:  # a late event of an exported run changes nothing
+            if run_id not in done:
                 self._add_to_run(ctx, batch, run_id, stored.get(run_id), events)
 
     def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None,
