@@ -25,14 +25,6 @@ def history() -> Iterator[Simulator]:
     sim.stop()
 
 
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.endpoint = r.start()  # type: ignore[attr-defined]
-    yield r
-    r.stop()
-
-
 def start(tmp_path: Path, sim: Simulator, receiver: OtlpReceiver, **traces: object) -> ExporterProcess:
     port = free_port()
     config = write_config(tmp_path / "config.yaml",

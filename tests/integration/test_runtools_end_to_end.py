@@ -36,14 +36,6 @@ def simulator() -> Iterator[Simulator]:
     sim.stop()
 
 
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.endpoint = r.start()  # type: ignore[attr-defined]
-    yield r
-    r.stop()
-
-
 def finished_runs(sim: Simulator) -> list[dict[str, object]]:
     return sim.truth()["platforms"]["runtools"]["runs"]  # type: ignore[index, no-any-return]
 

@@ -1,0 +1,18 @@
+"""Fixtures shared by the integration tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.otlp_receiver import OtlpReceiver
+
+
+@pytest.fixture
+def receiver() -> Iterator[OtlpReceiver]:
+    """A real OTLP/HTTP receiver; its base URL is `receiver.endpoint`."""
+    r = OtlpReceiver()
+    r.endpoint = r.start()  # type: ignore[attr-defined]
+    yield r
+    r.stop()
