@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import platform as _platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import httpx
 import yaml
 
 from exporter.simulator import DEFAULT_KEYS, Simulator, SimulatorOptions
+from tests.integration.helpers import free_port, parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = ("runtools", "agent_activities", "bctrl", "runtype")
@@ -74,6 +74,9 @@ class Child:
         self.stop()
 
 
+HISTORY_SPAN = 6 * 3600.0  # seconds of history the backfill benchmarks spread their runs over
+
+
 def start_simulator(*, seed: int = 1, history: int = 0, history_platforms: Sequence[str] = PLATFORMS,
                     history_span: float = 3600.0, rpm: float = 0.0, run_seconds: tuple[float, float] = (2.0, 8.0),
                     agents: int = 4, epoch: str | None = None) -> Child:
@@ -125,12 +128,6 @@ def write_config(path: Path, sources: list[dict[str, object]], *, traces: dict[s
     config["traces"] = traces if traces is not None else {}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- measuring ----------------------------------------------------------------------
@@ -203,14 +200,7 @@ class RssSampler:
 
 
 def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(f"{url}/metrics", timeout=10).text
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
+    return parse_metrics(httpx.get(f"{url}/metrics", timeout=10).text)
 
 
 def metric_sum(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **match: str) -> float:

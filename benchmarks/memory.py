@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.common import (
+    HISTORY_SPAN,
     PLATFORMS,
     PREFIX,
     Child,
@@ -46,7 +47,6 @@ from exporter.state.store import StateStore
 
 FULL = {"history": 24_000, "open": 100_000, "steady_seconds": 60.0, "idle_seconds": 5.0}
 SMOKE = {"history": 150, "open": 2_000, "steady_seconds": 4.0, "idle_seconds": 2.0}
-HISTORY_SPAN = 6 * 3600.0
 
 
 @dataclass

@@ -36,6 +36,7 @@ import httpx
 from benchmarks import baseline_b
 from benchmarks.capture import Capture, capture
 from benchmarks.common import (
+    HISTORY_SPAN,
     PREFIX,
     Child,
     free_port,
@@ -53,7 +54,6 @@ from exporter.simulator import DEFAULT_KEYS
 # History sizes: >= 200,000 runtools events (about 8.5 per run) and 20,000 runs elsewhere.
 FULL_HISTORY = {"runtools": 24_000, "agent_activities": 20_000, "bctrl": 20_000, "runtype": 16_000}
 SMOKE_HISTORY = {"runtools": 200, "agent_activities": 80, "bctrl": 80, "runtype": 60}
-HISTORY_SPAN = 6 * 3600.0
 
 
 @dataclass

@@ -62,12 +62,7 @@ class ExporterProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        text = httpx.get(f"{self.url}/metrics", timeout=5).text
-        out = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return out
+        return parse_metrics(httpx.get(f"{self.url}/metrics", timeout=5).text)
 
     def status(self) -> dict[str, object]:
         return httpx.get(f"{self.url}/status", timeout=5).json()  # type: ignore[no-any-return]
@@ -77,6 +72,15 @@ class ExporterProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
+
+
+def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Prometheus text -> {(sample name, sorted labels): value}."""
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
 
 
 def by_label(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str,
