@@ -106,32 +106,34 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _serve_until_signal(exporter: object, before_stop: object = None) -> int:
-    from exporter.app import Exporter
+    from exporter.app import Exporter, tuned_gc
 
     assert isinstance(exporter, Exporter)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    exporter.start()
-    stop.wait()
-    log.info("stopping: finishing the current transaction and flushing spans (up to 10 s)")
-    exporter.shutdown()
+    with tuned_gc():
+        exporter.start()
+        stop.wait()
+        log.info("stopping: finishing the current transaction and flushing spans (up to 10 s)")
+        exporter.shutdown()
     if callable(before_stop):
         before_stop()
     return EXIT_OK
 
 
 def _once(args: argparse.Namespace) -> int:
-    from exporter.app import Exporter
+    from exporter.app import Exporter, tuned_gc
 
     built = _build(args, args.config)
     if isinstance(built, int):
         return built
     assert isinstance(built, Exporter)
-    try:
-        ok = built.once()
-    finally:
-        built.shutdown()
+    with tuned_gc():
+        try:
+            ok = built.once()
+        finally:
+            built.shutdown()
     return EXIT_OK if ok else EXIT_FAILED
 
 

@@ -48,6 +48,7 @@ from exporter.convert.metrics import Op, Update
 from exporter.convert.protobuf import SpanWriter, field, scope_spans_entry
 from exporter.convert.traces import SPAN_FLAGS, SPAN_KIND_INTERNAL, run_to_protobuf, run_to_spans
 from exporter.export.registry import MetricsBook
+from exporter.httpx_response import released
 from exporter.model import Run
 from exporter.retry_after import parse_retry_after
 from exporter.state.store import OutboxRow, StateStore
@@ -239,7 +240,7 @@ class HttpSender:
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         body = self._encoder.request_bytes(source, payloads)
         try:
-            response = self._client.post(self._url, content=body)
+            response = released(self._client.post(self._url, content=body))
         except httpx.TransportError as err:
             return SendResult(Outcome.RETRY, f"{type(err).__name__} posting to the OTLP endpoint")
         code = response.status_code

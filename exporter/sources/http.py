@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from exporter.config import SourceConfig
+from exporter.httpx_response import released
 from exporter.retry_after import parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -210,7 +211,7 @@ class ApiClient:
 
     def _get_once(self, path: str, params: Mapping[str, object] | None) -> JSONValue:
         try:
-            response = self._client.get(_with_query(path, params))
+            response = released(self._client.get(_with_query(path, params)))
         except httpx.TimeoutException:
             self.stats.count("timeout")
             raise RetryableError(self.source, f"GET {path}: timed out") from None

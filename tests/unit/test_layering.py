@@ -10,11 +10,11 @@ PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 # module prefix -> exporter modules it may import (prefix match)
 ALLOWED = {
     "exporter.sources.": ("exporter.model", "exporter.sources.base", "exporter.sources.http", "exporter.config",
-                          "exporter.sources.", "exporter.retry_after"),
+                          "exporter.sources.", "exporter.retry_after", "exporter.httpx_response"),
     "exporter.convert.": ("exporter.model", "exporter.convert."),
     "exporter.state.": ("exporter.model", "exporter.state."),
     "exporter.export.": ("exporter.model", "exporter.convert.", "exporter.state.", "exporter.export.",
-                         "exporter.config", "exporter", "exporter.retry_after"),
+                         "exporter.config", "exporter", "exporter.retry_after", "exporter.httpx_response"),
     "exporter.server": ("exporter.server",),
     "exporter.simulator.": ("exporter.simulator.",),
 }
