@@ -164,7 +164,7 @@ class Fields:
         out: list[builtins.str | None] = []
         for key in keys:
             value = obj.get(key)
-            out.append(value if value.__class__ is builtins.str and value else self.opt_str(key))
+            out.append(value if (value.__class__ is builtins.str and value) or value is None else self.opt_str(key))
         return out
 
     def time(self, key: builtins.str) -> datetime:
