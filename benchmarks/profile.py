@@ -3,6 +3,7 @@
     python -m benchmarks.profile --platform runtools --history 24000 [--top 30] [--out prof.txt]
     python -m benchmarks.profile --platform runtools --py-spy /path/to/py-spy   # sampling, all threads
     python -m benchmarks.profile --platform runtools --history 8000 --phases     # polling-thread CPU by stage
+    python -m benchmarks.profile --platform runtools --history 8000 --headroom   # what a second process could save
 
 cProfile (default) traces the polling thread only: the outbox drain thread
 runs alongside unprofiled, so the drain's own cost (protobuf encoding, HTTP
@@ -27,16 +28,20 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-from benchmarks import phases, throughput
+from benchmarks import headroom, phases, throughput
 from benchmarks.capture import Capture
 from benchmarks.common import PY, ROOT, Child
 
 
-def _run_once(pages: Path, work: Path, profiler: cProfile.Profile | None) -> float:
+def _run_once(pages: Path, work: Path, profiler: cProfile.Profile | None, timings: list[float] | None = None) -> float:
+    """The exporter's run (E) of the captured pages; `timings` gets baseline
+    A's seconds first, when given."""
     cap = Capture.load(pages)
     with Child(["-m", "benchmarks.pageserver", str(pages)], "page server") as server, \
             Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver:
         otlp, count_url = receiver.url.split()
+        if timings is not None:
+            timings.append(throughput.baseline_a(cap, server.url))
         if profiler:
             profiler.enable()
         seconds, _, _, _ = throughput.run_exporter(cap, server.url, otlp, count_url, work)
@@ -80,6 +85,7 @@ def main() -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--py-spy", dest="pyspy", default=None, help="path to py-spy: sample all threads instead")
     p.add_argument("--phases", action="store_true", help="polling-thread CPU time per pipeline stage instead")
+    p.add_argument("--headroom", action="store_true", help="what a second process could save (headroom.py)")
     p.add_argument("--pages", default=None, help="(internal) captured pages to reuse")
     p.add_argument("--plain", action="store_true", help="(internal) run once, unprofiled")
     args = p.parse_args()
@@ -89,12 +95,18 @@ def main() -> int:
         if args.plain:
             print(f"exporter run: {_run_once(pages, work, None):.2f} s")
             return 0
-        if args.phases:
+        if args.phases or args.headroom:
             cap = Capture.load(pages)
-            with phases.measured() as acc:
-                seconds = _run_once(pages, work, None)
-            records, kind = (cap.events, "events") if cap.platform == "runtools" else (cap.runs, "runs")
-            text = f"exporter run: {seconds:.2f} s\n" + phases.report(acc, records, kind) + "\n"
+            if args.phases:
+                with phases.measured() as acc:
+                    seconds = _run_once(pages, work, None)
+                records, kind = (cap.events, "events") if cap.platform == "runtools" else (cap.runs, "runs")
+                text = f"exporter run: {seconds:.2f} s\n" + phases.report(acc, records, kind) + "\n"
+            else:
+                timings: list[float] = []
+                with headroom.observed() as seen:
+                    seconds = _run_once(pages, work, None, timings)
+                text = headroom.report(seen, seconds, timings[0], cap) + "\n"
             if args.out:
                 Path(args.out).write_text(text)
             sys.stdout.write(text)

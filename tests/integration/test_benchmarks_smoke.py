@@ -46,3 +46,16 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
     for key in ("python_pass_s", "import_app_s", "help_s", "readyz_s"):
         assert startup[key] > 0, (key, startup)
     assert "| throughput |" in proc.stdout and "| start-up |" in proc.stdout
+
+
+def test_the_profile_modes_still_run() -> None:
+    """`benchmarks.profile --phases` and `--headroom` (the tools the tuning
+    is steered by) on a tiny history: every stage and figure is reported."""
+    for mode, expected in (("--phases", ("HTTP GET + json.loads", "convert: spans (protobuf)", "us per event")),
+                           ("--headroom", ("garbage collector during the poll", "JSON run row",
+                                           "pickle.loads of parsed events"))):
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--platform", "runtools", "--history", "200",
+                               mode], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-5000:]
+        for text in expected:
+            assert text in proc.stdout, (mode, text, proc.stdout)
