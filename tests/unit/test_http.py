@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-import weakref
 from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
 
@@ -15,7 +13,6 @@ from tests.conftest import NoWait
 from exporter.sources.http import (
     ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError,
 )
-from exporter.app import GC_THRESHOLDS, tuned_gc
 from exporter.retry_after import parse_retry_after
 
 
@@ -114,30 +111,3 @@ def test_query_parameters_reach_the_server_as_given() -> None:
     assert params.get_list("categories") == ["a b", "c&d"] and params["limit"] == "200" and params["q"] == "é ü"
     assert seen[0].url.path == "/v1/x" and str(seen[1].url) == "https://api.example/v1/y"
 
-
-def test_a_read_page_is_freed_at_once_not_by_the_cyclic_collector() -> None:
-    # httpx keeps a response in a cycle with its stream; a page body then
-    # waits for the collector, which the exporter runs rarely (app.tuned_gc).
-    responses: list[weakref.ref[httpx.Response]] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        response = httpx.Response(200, json={"data": ["x" * 1000] * 100})
-        responses.append(weakref.ref(response))
-        return response
-
-    api = ApiClient(source="s", base_url="https://api.example", headers={}, timeout=5.0,
-                    transport=httpx.MockTransport(handler), stop=NoWait())
-    gc.collect()
-    gc.disable()
-    try:
-        assert api.get_json("/v1/x") == {"data": ["x" * 1000] * 100}
-        assert responses and responses[0]() is None
-    finally:
-        gc.enable()
-
-
-def test_the_exporter_process_runs_the_collector_rarely_and_restores_it() -> None:
-    before = gc.get_threshold()
-    with tuned_gc():
-        assert gc.get_threshold() == GC_THRESHOLDS and gc.get_freeze_count() > 0
-    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
