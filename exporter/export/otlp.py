@@ -8,13 +8,13 @@ OTLP senders as protobuf `Span` messages written straight from the run
 only spans), so that the drain builds a request by concatenating rows under
 a cached resource and scope; for `protocol: file` as an OTLP/JSON list of
 span objects. Either sender reads either form (rows written before a
-change of protocol; a JSON row goes out through the same SpanWriter). The drain thread takes the oldest rows, sends them, and
-deletes them only once the backend has accepted them; on failure it keeps
-them and backs off. A row
-the backend rejects (HTTP 4xx other than 401/403/408/429, or a non-retryable
-gRPC status) is dropped and counted, never retried, so one bad batch cannot
-block the outbox; retryable failures keep every span until the backend is
-back or the outbox bound drops the oldest.
+change of protocol; a JSON row goes out through the same SpanWriter). The
+drain thread takes the oldest rows, sends them, and deletes them only once
+the backend has accepted them; on failure it keeps them and backs off. A
+row the backend rejects (HTTP 4xx other than 401/403/408/429, or a
+non-retryable gRPC status) is dropped and counted, never retried, so one
+bad batch cannot block the outbox; retryable failures keep every span until
+the backend is back or the outbox bound drops the oldest.
 """
 
 from __future__ import annotations
@@ -186,14 +186,21 @@ class Sender(Protocol):
 
 
 class _Encoder:
-    """Outbox rows -> one serialised ExportTraceServiceRequest with one
-    ResourceSpans per source. The resource and scope come from the SDK's
-    encoder (Resource.create adds the SDK's and OTEL_RESOURCE_ATTRIBUTES'
-    attributes), once per source; the spans are the rows' bytes."""
+    """The protobuf senders' encoding: a run -> its outbox row, and outbox
+    rows -> one serialised ExportTraceServiceRequest with one ResourceSpans
+    per source. The resource and scope come from the SDK's encoder
+    (Resource.create adds the SDK's and OTEL_RESOURCE_ATTRIBUTES'
+    attributes), once per source; the spans are the rows' bytes. One
+    SpanWriter, shared by the polling and drain threads (its caches allow it)."""
 
     def __init__(self, service_name: str) -> None:
         self._service = service_name
         self._heads: dict[str, tuple[bytes, bytes]] = {}  # source -> (ResourceSpans head, ScopeSpans head)
+        self._writer = SpanWriter()
+
+    def row(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return run_to_protobuf(run, self._writer, capture_content=capture_content,
+                               max_attribute_length=max_attribute_length)
 
     def _head(self, source: str) -> tuple[bytes, bytes]:
         head = self._heads.get(source)
@@ -207,7 +214,8 @@ class _Encoder:
 
     def request_bytes(self, source: str, payloads: Sequence[bytes]) -> bytes:
         rs_head, scope_head = self._head(source)
-        spans = b"".join(p if not _is_json(p) else encode_protobuf_payload(json.loads(p)) for p in payloads)
+        spans = b"".join(p if not _is_json(p) else encode_protobuf_payload(json.loads(p), self._writer)
+                         for p in payloads)
         return field(1, rs_head + field(2, scope_head + spans))
 
 
@@ -227,15 +235,13 @@ class HttpSender:
     def __init__(self, url: str, headers: dict[str, str], timeout: float, service_name: str) -> None:
         self._url = url
         self._encoder = _Encoder(service_name)
-        self._writer = SpanWriter()
         self._client = httpx.Client(
             headers={**headers, "Content-Type": "application/x-protobuf"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         )
 
     def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
-        return run_to_protobuf(run, self._writer, capture_content=capture_content,
-                               max_attribute_length=max_attribute_length)
+        return self._encoder.row(run, capture_content, max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         body = self._encoder.request_bytes(source, payloads)
@@ -276,12 +282,10 @@ class GrpcSender:
         self._metadata = tuple(headers.items())
         self._timeout = timeout
         self._encoder = _Encoder(service_name)
-        self._writer = SpanWriter()
         self._rpc_error = grpc.RpcError
 
     def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
-        return run_to_protobuf(run, self._writer, capture_content=capture_content,
-                               max_attribute_length=max_attribute_length)
+        return self._encoder.row(run, capture_content, max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         request = ExportTraceServiceRequest.FromString(self._encoder.request_bytes(source, payloads))
