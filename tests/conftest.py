@@ -31,34 +31,6 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-SEEDS = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "seeds"
-
-
-def seed_json_blocks(prefix: str) -> list[object]:
-    """Every JSON object example in the vendor's seed page(s) `prefix*`,
-    read from ../shared/seeds as shipped (line-numbered listings included)."""
-    import json
-    import re
-
-    blocks: list[object] = []
-    for path in sorted(SEEDS.glob(f"{prefix}*.txt")):
-        text = path.read_text()
-        # Some pages number their code lines ("12 "): drop those prefixes.
-        text = re.sub(r"(?m)^\d+\s?(?=[{}\[\]\"]|$)", "", text)
-        decoder = json.JSONDecoder()
-        i = 0
-        while (i := text.find("{", i)) != -1:
-            try:
-                obj, end = decoder.raw_decode(text, i)
-            except ValueError:
-                i += 1
-                continue
-            if isinstance(obj, dict) and obj:
-                blocks.append(obj)
-            i = end
-    return blocks
-
-
 class NoWait(__import__("threading").Event):
     """A stop event for unit tests: retry back-offs and Retry-After waits
     return at once (and are recorded) instead of sleeping."""

@@ -1,4 +1,4 @@
-"""agent_activities source: seed payloads, completed windows, in-flight runs,
+"""agent_activities source: the vendor pages' examples, completed windows, in-flight runs,
 detail -> tool calls and span events, dedup, failures, idle cost."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.state.store import SourceStateView, StateStore
-from tests.conftest import SEEDS, seed_json_blocks, source_config, MemoryState
+from tests.conftest import source_config, MemoryState
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
 T0 = datetime(2026, 3, 19, 14, 30, 0, tzinfo=timezone.utc)
@@ -171,14 +171,7 @@ TIMELINE = [
 ]
 
 
-# -- seed payloads -------------------------------------------------------------
-
-
-def test_fixtures_are_the_seed_examples() -> None:
-    if not SEEDS.is_dir():
-        pytest.skip("seed pages not available")
-    blocks = seed_json_blocks("001") + seed_json_blocks("002")
-    assert blocks == [fixture("list_activities.json"), fixture("get_activity.json"), fixture("sandbox_step.json")]
+# -- the vendor pages' examples ----------------------------------------------
 
 
 def seed_handler(detail: dict[str, object]) -> Callable[[httpx.Request], httpx.Response]:

@@ -1,4 +1,4 @@
-"""bctrl source: seed payloads, discovery, incremental activity reading,
+"""bctrl source: the vendor page's schema, discovery, incremental activity reading,
 de-duplication, export once, failures. No network, no sleeps."""
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def by_id(runs: list[Run]) -> dict[str, Run]:
     return {r.run_id: r for r in runs}
 
 
-# -- parsing the seed's payloads ------------------------------------------------------
+# -- parsing payloads built from the vendor page's schema ------------------------------------
 
 
 def test_fixture_page_items_all_parse() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,8 +16,9 @@ from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.sources import runtools
 from exporter.sources.runtools import RuntoolsSource
 from exporter.state.store import SourceStateView, StateStore
-from tests.conftest import seed_json_blocks, source_config
+from tests.conftest import source_config
 
+FIXTURES = Path(__file__).parent / "fixtures" / "runtools"
 T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -82,11 +84,10 @@ class Harness:
 
 
 def test_seed_example_parses_and_counts(tmp_path: Path) -> None:
-    pages = seed_json_blocks("000")
-    assert pages, "the runtools seed page has JSON examples"
+    page = json.loads((FIXTURES / "activity_page.json").read_text())  # the vendor page's example
 
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json=pages[0])
+        return httpx.Response(200, json=page)
 
     h = Harness(tmp_path, handler)
     h.poll(datetime(2026, 5, 10, 12, 30, tzinfo=timezone.utc))
