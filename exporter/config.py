@@ -1,4 +1,4 @@
-"""YAML -> typed, validated configuration (SPEC section 4).
+"""YAML -> typed, validated configuration.
 
 `load_config()` reads the file with a safe YAML loader, substitutes
 `${VAR}` / `${VAR:-default}` in every string value, checks every key and
@@ -678,7 +678,7 @@ def _check_http_url(
 def _v_base_url(value: object, path: str, ck: _Checker) -> str:
     if not isinstance(value, str):
         ck.fail(path, f"must be an http(s) URL like https://api.example.com (got {_show(value)})")
-    # Stored without a trailing slash: trace ids hash the base URL (SPEC 6),
+    # Stored without a trailing slash: trace ids hash the base URL (convert/traces.py),
     # so "https://x/" and "https://x" must be the same source.
     return _check_http_url(value, path, ck).rstrip("/")
 

@@ -20,7 +20,8 @@ Attributes = tuple[tuple[str, AttrValue], ...]
 
 
 class RunStatus(StrEnum):
-    """Normalised run status (SPEC section 7)."""
+    """Normalised run status: what the `status` label of the run metrics and the
+    span status are derived from, whatever the platform called it."""
 
     RUNNING = "running"
     SUCCEEDED = "succeeded"

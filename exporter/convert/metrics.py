@@ -1,4 +1,4 @@
-"""Records -> metric updates (SPEC section 7), and the one table that declares
+"""Records -> metric updates, and the one table that declares
 every metric: read by the Prometheus collector, the README and the tests.
 
 Pure: the updates say what changes; the registry applies them to the

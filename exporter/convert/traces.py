@@ -1,4 +1,4 @@
-"""Run -> spans (SPEC section 6), in the two forms the outbox keeps.
+"""Run -> spans, in the two forms the outbox keeps.
 
 One description of a run's spans (`_describe`) feeds two builders: OTLP
 protobuf bytes (`run_to_protobuf`: what the OTLP senders send, written once

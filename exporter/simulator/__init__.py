@@ -1,7 +1,9 @@
-"""A fake of all four agent platforms over real HTTP (SPEC section 9).
+"""A fake of all four agent platforms over real HTTP.
 
-An independent reading of API_NOTES.md, sharing no code with the rest of the
-exporter, used by the integration tests, benchmarks and the demo:
+A second, independent reading of the platforms (docs/platforms.md), sharing
+no code with the rest of the exporter: a bug in a shared parser would
+otherwise make both sides agree and the tests prove nothing. Used by the
+integration tests, benchmarks and the demo:
 
     from exporter.simulator import Simulator, SimulatorOptions, parse_faults
     sim = Simulator(SimulatorOptions(seed=1, faults=parse_faults("429=0.1")))

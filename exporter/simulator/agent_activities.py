@@ -1,5 +1,5 @@
-"""agent_activities: per-agent run list and run detail (API_NOTES.md,
-`agent_activities`; seeds 001 and 002).
+"""agent_activities: per-agent run list and run detail (the vendor's "List
+activities" and "Get activity" pages; docs/platforms.md, agent_activities).
 
     GET /api/agents/{agent_uid}/activities?status&started_on_from&...&sort&page&per_page&fields[agent-runs]
     GET /api/agents/{agent_uid}/activities/{run_uid}?fields[agent-runs]=trigger_payload,result,error,token_usage

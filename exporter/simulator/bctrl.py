@@ -1,5 +1,5 @@
-"""bctrl: runtime runs and their activity timelines (API_NOTES.md, `bctrl`;
-seed 003 has the item schema).
+"""bctrl: runtime runs and their activity timelines (docs/platforms.md, bctrl;
+the vendor's "List Run Activity" page has the item schema).
 
     GET /v1/runs?cursor&limit&status&runtimeId&spaceId   (assumed listing, newest first)
         -> {"data": [{id, runtimeId, spaceId, runtimeKind, status, createdAt, startedAt, endedAt}], "nextCursor"}

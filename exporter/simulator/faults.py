@@ -1,4 +1,5 @@
-"""Fault injection for the platform APIs (SPEC section 9).
+"""Fault injection for the platform APIs: what a platform does on a bad day
+(docs/platforms.md, "What every reader must survive"), on demand.
 
 `parse_faults("429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05")`
 gives the probability of each fault per API request (names: 429, 500, html,

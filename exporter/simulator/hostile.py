@@ -1,5 +1,5 @@
 """The hostile faults that deform a page's content rather than replace it
-(API_NOTES.md, "What every reader must survive"): timestamps in other forms,
+(docs/platforms.md, "What every reader must survive"): timestamps in other forms,
 runs whose status goes backwards, and malformed items.
 
 The fault injector (faults.py) decides *whether* one applies to a response;

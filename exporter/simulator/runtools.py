@@ -1,4 +1,4 @@
-"""runtools: the organisation-wide activity feed (API_NOTES.md, `runtools`).
+"""runtools: the organisation-wide activity feed (docs/platforms.md, runtools).
 
     GET /v1/activity?since&until&limit&cursor&resource_type&agent_run_id&...
     GET /v1/{agents|threads|sandboxes|workspaces}/{id}/activity   (shortcuts)

@@ -1,5 +1,5 @@
 """runtype: agents, their executions (with sub-agents) and tool calls
-(API_NOTES.md, `runtype`; seed 004).
+(docs/platforms.md, runtype; the vendor's "List agent executions" page).
 
     GET /v1/agents                                   -> {"data": [...], "pagination": {...}}
     GET /v1/agents/{id}

@@ -3,8 +3,9 @@
 The world keeps every time as integer milliseconds since the Unix epoch (UTC):
 exact comparisons, cheap bisection, no float drift. This module turns those
 integers into the text forms the platforms use, and parses query bounds back.
-It deliberately does not reuse the exporter's own parsing (SPEC section 9:
-the simulator is an independent reading of API_NOTES.md).
+It deliberately does not reuse the exporter's own parsing: the simulator is
+an independent reading of the platforms, so a parsing bug on the exporter's
+side shows up as a disagreement instead of being shared.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def iso_ms_z(ms: int) -> str:
 
 def iso_us_offset(ms: int) -> str:
     """`2026-03-19T14:30:00.123000+00:00`: agent_activities. A different form on
-    purpose, so readers meet microseconds and a numeric offset (API_NOTES,
+    purpose, so readers meet microseconds and a numeric offset (docs/platforms.md,
     "What every reader must survive")."""
     return to_datetime(ms).isoformat(timespec="microseconds")
 

@@ -14,7 +14,7 @@ Shape (every platform the same):
        }}}
 
 A run record is built by `run_record` below. Each platform module decides
-what its own fields mean (its reading of API_NOTES.md, in one place). A
+what its own fields mean (its reading of docs/platforms.md, in one place). A
 finished run never changes, so `FinishedRuns` builds each record once, and a
 truth costs what finished since the last one (plus writing it out).
 """

@@ -1,7 +1,7 @@
 """agent_activities: per-agent run lists and run detail,
 GET /api/agents/{uid}/activities[/{run_uid}].
 
-Reading strategy (API_NOTES "agent_activities"): page numbers shift while new
+Reading strategy (docs/platforms.md, agent_activities): page numbers shift while new
 runs arrive, so each configured agent is read in a window that does not move
 under the reader: `completed_on_from=<watermark - lookback>` and
 `completed_on_to=<now at the window's start>`, `sort=+completed_on`,
@@ -21,8 +21,8 @@ newly finished runs, when the agent has runs open, and otherwise every
 `inflight_every` polls (default 5; 1 = every poll, 0 = never). An idle agent
 therefore costs 1 + 1/inflight_every requests per poll.
 
-A run's status may go backwards (API_NOTES, "What every reader must
-survive"): a finished run is now and then shown in an earlier state (pending
+A run's status may go backwards (docs/platforms.md, "What every reader
+must survive"): a finished run is now and then shown in an earlier state (pending
 or running, completed_on, token_usage and error null, result cut). Such an
 answer is never exported and never loses the run:
 - an item of the completed window shown unfinished (the server filtered it
@@ -97,7 +97,8 @@ DETAIL_FIELDS = "trigger_payload,result,error,token_usage"
 INFLIGHT_EVERY = 5  # default of options["inflight_every"]
 SEEN_MARGIN = timedelta(minutes=10)  # dedup keys are kept this long past the oldest re-read window
 
-# Reference reading of API_NOTES (Decisions, agent_activities): in one place.
+# Where the vendor's pages are silent, the readings this source follows, in one
+# place (docs/platforms.md lists them): the status values, their normalised form.
 RUN_STATUSES: Mapping[str, RunStatus] = {
     "pending": RunStatus.RUNNING,
     "running": RunStatus.RUNNING,
@@ -718,8 +719,9 @@ def _parse_timeline(
 
 
 def _tool_call(entry: _Entry, step: _StepRec | None, end: datetime | None) -> ToolCall:
-    """Tool calls carry no status of their own (API_NOTES Decisions):
-    unknown, or failed where the matching step's output is an error object."""
+    """Tool calls carry no status of their own on this platform (a timeline entry
+    says only that a tool was called): unknown, or failed where the matching
+    step's output is an error object."""
     attrs: list[tuple[str, AttrValue]] = [("agent_activity.timeline.index", entry.index)]
     if end is not None:
         attrs.append(("agent_activity.time_derived", True))  # end = the next timeline entry
@@ -795,8 +797,8 @@ def _event_status(event: str) -> str:
 
 def _token_usage(value: object, run_id: str, rejects: list[Rejected]) -> tuple[int | None, int | None, int | None]:
     """`{input_tokens, output_tokens, total_tokens}` (keys optional) or one
-    integer, the total (API_NOTES Decisions). A bad value drops the tokens,
-    not the run."""
+    integer, the total: the vendor leaves the shape undocumented, so both are
+    accepted. A bad value drops the tokens, not the run."""
     if value is None:
         return None, None, None
     if _is_count(value):

@@ -1,10 +1,10 @@
 """bctrl: browser/desktop runtime runs and their activity timelines.
 
-Reading strategy (API_NOTES "bctrl"):
+Reading strategy (docs/platforms.md, bctrl):
 
 1. Discover runs. With fixed run ids (`runs:` option) there is no listing:
    every configured id not exported yet is an open run. Otherwise
-   `GET /v1/runs` (an assumption, see API_NOTES) is read newest first, page by
+   `GET /v1/runs` (no bctrl page documents it: an assumed listing) is read newest first, page by
    page, until a page holds a run created before `watermark - lookback`;
    every run in that window not exported yet becomes (or updates) an open
    run holding the listing's status and times. The watermark then moves to
@@ -67,7 +67,7 @@ ACTIVITY_PATH = "/v1/runs/{id}/activity"
 PRUNE_MARGIN = timedelta(minutes=5)  # dedup keys kept this long behind the listing window
 DATA_VERSION = 1
 
-# -- Reference reading of API_NOTES (bctrl), in one place -------------------
+# -- Where the vendor's page is silent: the readings this source follows ----
 # The documented enums of an activity item; anything else counts as "unknown".
 CATEGORIES = frozenset(
     {"action", "agent", "browser", "network", "console", "captcha", "storage", "artifact", "recording", "system"}

@@ -1,6 +1,6 @@
 """runtype: agent executions, with sub-agents and tool calls.
 
-Endpoints (API_NOTES "runtype"): `GET /v1/agents` (when `agents: all`),
+Endpoints (docs/platforms.md, runtype): `GET /v1/agents` (when `agents: all`),
 `GET /v1/agents/{id}/executions` (newest first by createdAt; `from`/`to`
 bound createdAt, inclusive; cursor-paginated), the execution detail
 `GET /v1/agents/{id}/executions/{executionId}` and its tool calls
@@ -78,7 +78,7 @@ T = TypeVar("T")
 PLATFORM = "runtype"
 AGENTS_PATH = "/v1/agents"
 
-# -- Reference reading of API_NOTES (Decisions, runtype), in one place -------
+# -- Where the vendor's pages are silent: the readings this source follows --
 RUN_STATUSES = {
     "completed": RunStatus.SUCCEEDED,
     "failed": RunStatus.FAILED,

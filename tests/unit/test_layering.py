@@ -1,4 +1,5 @@
-"""The one-way data flow of STYLE.md, checked on the imports themselves."""
+"""The one-way data flow (docs/design.md: sources -> model -> convert ->
+export, state apart), checked on the imports themselves."""
 
 from __future__ import annotations
 

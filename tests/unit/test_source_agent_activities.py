@@ -615,7 +615,7 @@ def test_batches_commit_to_the_real_store(tmp_path: Path) -> None:
     assert store.checkpoint("acts")["agents"]["agent-a"]["watermark"] == (T0 + timedelta(seconds=30)).isoformat()
 
 
-# -- statuses going backwards (API_NOTES "What every reader must survive") ---------
+# -- statuses going backwards (docs/platforms.md, "What every reader must survive") --
 
 
 def earlier(attrs: dict[str, object], status: str = "running") -> dict[str, object]:

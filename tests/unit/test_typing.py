@@ -1,4 +1,5 @@
-"""`mypy --strict` on the package (STYLE.md: full hints, no Any across modules)."""
+"""`mypy --strict` on the package: full hints, no Any across modules
+(CONTRIBUTING.md, conventions)."""
 
 from __future__ import annotations
 
