@@ -23,3 +23,20 @@ def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
 def test_readme_metric_table_matches_the_declared_metrics() -> None:
     declared = {spec.name: (spec.kind.value, spec.labels) for spec in METRICS}
     assert readme_metrics() == declared
+
+
+def test_relative_links_in_the_docs_lead_to_files_of_the_repository() -> None:
+    # The README, CONTRIBUTING.md and docs/ link to each other and to code; a
+    # link to a file that is not in the checkout is a dead end for a reader.
+    pages = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    dead = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+                continue  # a URL or an anchor on the same page
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            if not path.is_file() or ROOT not in path.parents:
+                dead.append(f"{page.relative_to(ROOT)}: {target}")
+    assert dead == []
+    readme = (ROOT / "README.md").read_text()
+    assert "](docs/platforms.md)" in readme and "](CONTRIBUTING.md)" in readme
