@@ -69,8 +69,14 @@ class RecordingTransport(httpx.HTTPTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
         body = response.read()
-        self.pages.append(Page(request.url.raw_path.decode("ascii"), response.status_code,
-                               response.headers.get("content-type", "application/json"), body))
+        self.pages.append(
+            Page(
+                request.url.raw_path.decode("ascii"),
+                response.status_code,
+                response.headers.get("content-type", "application/json"),
+                body,
+            )
+        )
         return httpx.Response(response.status_code, headers=response.headers, content=body)
 
 

@@ -73,13 +73,15 @@ class TimedReceiver(OtlpReceiver):
         super()._add(request)
         with self._lock:
             for rs in request.resource_spans:
-                source = next((a.value.string_value for a in rs.resource.attributes
-                               if a.key == "agent_activity.source"), "")
+                source = next(
+                    (a.value.string_value for a in rs.resource.attributes if a.key == "agent_activity.source"), ""
+                )
                 for ss in rs.scope_spans:
                     for s in ss.spans:
                         if s.name.startswith("invoke_agent"):
-                            run_id = next((a.value.string_value for a in s.attributes
-                                           if a.key == "agent_activity.run_id"), "")
+                            run_id = next(
+                                (a.value.string_value for a in s.attributes if a.key == "agent_activity.run_id"), ""
+                            )
                             self.arrived.setdefault((source, run_id), now)
             self.spans.clear()  # keep arrival times only
 
@@ -105,8 +107,10 @@ class Scraper:
                 now = time.time()
                 for line in text.splitlines():
                     if line.startswith("agent_runs_total{"):
-                        labels = dict(part.split("=", 1) for part in line[line.index("{") + 1:line.rindex("}")]
-                                      .replace('"', "").split(","))
+                        labels = dict(
+                            part.split("=", 1)
+                            for part in line[line.index("{") + 1 : line.rindex("}")].replace('"', "").split(",")
+                        )
                         key = (labels["source"], labels["agent"], labels["status"])
                         value = float(line.rsplit(" ", 1)[1])
                         series = self.first_at[key]
@@ -176,10 +180,16 @@ def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def _requests_and_polls(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]) -> dict[str, tuple[float, float]]:
-    return {s: (metric_sum(metrics, "agent_exporter_api_requests_total", source=s),
-                metric_sum(metrics, "agent_exporter_polls_total", source=s, outcome="success"))
-            for s in SOURCE_NAMES.values()}
+def _requests_and_polls(
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float],
+) -> dict[str, tuple[float, float]]:
+    return {
+        s: (
+            metric_sum(metrics, "agent_exporter_api_requests_total", source=s),
+            metric_sum(metrics, "agent_exporter_polls_total", source=s, outcome="success"),
+        )
+        for s in SOURCE_NAMES.values()
+    }
 
 
 def _per_poll(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
@@ -200,10 +210,23 @@ def main(smoke: bool) -> dict[str, object]:
     try:
         with start_simulator(rpm=float(sizes["rpm"]), run_seconds=run_seconds, agents=3) as sim:
             port = free_port()
-            sources = [source_entry(p, sim.url + PREFIX[p], agents=sim_agents(p, agents=3), interval=f"{interval}s",
-                                    start_from="1m", lookback="10s") for p in PLATFORMS]
-            cfg = write_config(work / "config.yaml", sources, traces={"endpoint": otlp, "protocol": "http/protobuf"},
-                               listen=f"127.0.0.1:{port}")
+            sources = [
+                source_entry(
+                    p,
+                    sim.url + PREFIX[p],
+                    agents=sim_agents(p, agents=3),
+                    interval=f"{interval}s",
+                    start_from="1m",
+                    lookback="10s",
+                )
+                for p in PLATFORMS
+            ]
+            cfg = write_config(
+                work / "config.yaml",
+                sources,
+                traces={"endpoint": otlp, "protocol": "http/protobuf"},
+                listen=f"127.0.0.1:{port}",
+            )
             with ExporterProc(cfg, port, work / "exporter.log") as ex:
                 ex.wait_ready()
                 scraper = Scraper(ex.url).start()
@@ -216,9 +239,14 @@ def main(smoke: bool) -> dict[str, object]:
                 sim_control(sim.url, "pause")  # no new runs; started ones finish
                 time.sleep(run_seconds[1] + 3 * interval)  # every run ended and read
                 idle0 = _requests_and_polls(ex.metrics())
-                wait_until(lambda: min(p - idle0[s][1] for s, (_, p) in _requests_and_polls(ex.metrics()).items())
-                           >= sizes["idle_polls"], timeout=60 + 3 * interval * float(sizes["idle_polls"]),
-                           what="idle polls")
+                wait_until(
+                    lambda: (
+                        min(p - idle0[s][1] for s, (_, p) in _requests_and_polls(ex.metrics()).items())
+                        >= sizes["idle_polls"]
+                    ),
+                    timeout=60 + 3 * interval * float(sizes["idle_polls"]),
+                    what="idle polls",
+                )
                 idle1 = _requests_and_polls(ex.metrics())
                 baseline.stop()
                 scraper.stop()
@@ -236,8 +264,9 @@ def main(smoke: bool) -> dict[str, object]:
         before = {}
         for r in truths[platform]["runs"]:  # type: ignore[union-attr]
             if _epoch(str(r["ended_at"])) < started:
-                before[(source, str(r["agent"]), str(r["status"]))] = before.get(
-                    (source, str(r["agent"]), str(r["status"])), 0) + 1
+                before[(source, str(r["agent"]), str(r["status"]))] = (
+                    before.get((source, str(r["agent"]), str(r["status"])), 0) + 1
+                )
         for r in sorted(truths[platform]["runs"], key=lambda r: str(r["ended_at"])):  # type: ignore[union-attr]
             key = (source, str(r["agent"]), str(r["status"]))
             rank[key] += 1
@@ -255,14 +284,19 @@ def main(smoke: bool) -> dict[str, object]:
             if platform == "runtools" and str(r["run_id"]) in baseline.seen:
                 base_lat.append(baseline.seen[str(r["run_id"])] - end)
         freshness[platform] = {
-            "runs": len(runs), "missing_spans": missing,
-            "span_median_s": median(span_lat), "span_p99_s": percentile(span_lat, 0.99),
-            "metric_median_s": median(metric_lat), "metric_p99_s": percentile(metric_lat, 0.99),
+            "runs": len(runs),
+            "missing_spans": missing,
+            "span_median_s": median(span_lat),
+            "span_p99_s": percentile(span_lat, 0.99),
+            "metric_median_s": median(metric_lat),
+            "metric_p99_s": percentile(metric_lat, 0.99),
             "baseline_median_s": median(base_lat) if base_lat else None,
             "baseline_p99_s": percentile(base_lat, 0.99) if base_lat else None,
         }
     agents = {"runtools": 1, "agent_activities": 3, "bctrl": 1, "runtype": 3}
     busy, idle = _per_poll(busy0, busy1), _per_poll(idle0, idle1)
-    cost = {p: {"busy_per_poll": busy[SOURCE_NAMES[p]], "idle_per_poll": idle[SOURCE_NAMES[p]],
-                "floor_per_poll": agents[p]} for p in PLATFORMS}
+    cost = {
+        p: {"busy_per_poll": busy[SOURCE_NAMES[p]], "idle_per_poll": idle[SOURCE_NAMES[p]], "floor_per_poll": agents[p]}
+        for p in PLATFORMS
+    }
     return {"interval_s": interval, "freshness": freshness, "api_cost": cost}

@@ -120,8 +120,11 @@ def _per_item(fn: Callable[[], object], items: int) -> float:
 
 def row_costs(runs: list[Run]) -> dict[str, float]:
     """Microseconds per run to write each outbox row form."""
-    classes = {type(x) for r in runs for x in (r, *r.tool_calls, *r.steps, *r.events, *(e for t in r.tool_calls
-                                                                                          for e in t.events))}
+    classes = {
+        type(x)
+        for r in runs
+        for x in (r, *r.tool_calls, *r.steps, *r.events, *(e for t in r.tool_calls for e in t.events))
+    }
     hook = _row_hook({c: attrgetter(*(f.name for f in fields(c))) for c in classes if is_dataclass(c)})
     writer = SpanWriter()
     [run_to_protobuf(r, writer) for r in runs]  # warm its caches, as in a long backfill
@@ -144,7 +147,8 @@ def page_costs(cap: Capture) -> dict[str, float]:
     n = sum(len(page) for page in items)
     return {
         "json.loads + parse_event": _per_item(
-            lambda: [[parse_event("bench", it) for it in json.loads(b)["data"]["events"]] for b in bodies], n),
+            lambda: [[parse_event("bench", it) for it in json.loads(b)["data"]["events"]] for b in bodies], n
+        ),
         "pickle.loads of parsed events": _per_item(lambda: [pickle.loads(p) for p in pickled], n),
     }
 

@@ -75,8 +75,10 @@ class Probe:
 
 
 def _sources(sim_url: str, interval: str, start_from: str) -> list[dict[str, object]]:
-    return [source_entry(p, sim_url + PREFIX[p], agents=sim_agents(p), interval=interval, start_from=start_from)
-            for p in PLATFORMS]
+    return [
+        source_entry(p, sim_url + PREFIX[p], agents=sim_agents(p), interval=interval, start_from=start_from)
+        for p in PLATFORMS
+    ]
 
 
 def idle_rss(sim_url: str, otlp: str, work: Path, seconds: float = 4.0) -> float:
@@ -84,8 +86,12 @@ def idle_rss(sim_url: str, otlp: str, work: Path, seconds: float = 4.0) -> float
     run = work / "idle"
     run.mkdir()
     port = free_port()
-    cfg = write_config(run / "config.yaml", _sources(sim_url, "1s", "1s"),
-                       traces={"endpoint": otlp, "protocol": "http/protobuf"}, listen=f"127.0.0.1:{port}")
+    cfg = write_config(
+        run / "config.yaml",
+        _sources(sim_url, "1s", "1s"),
+        traces={"endpoint": otlp, "protocol": "http/protobuf"},
+        listen=f"127.0.0.1:{port}",
+    )
     with ExporterProc(cfg, port, run / "exporter.log") as ex:
         ex.wait_ready()
         sampler = RssSampler(ex.pid).start()
@@ -96,16 +102,22 @@ def idle_rss(sim_url: str, otlp: str, work: Path, seconds: float = 4.0) -> float
 
 def backfill(history: int, work: Path, idle_seconds: float) -> dict[str, object]:
     epoch = datetime.now(timezone.utc).replace(microsecond=0)
-    with start_simulator(history=history, history_span=HISTORY_SPAN, epoch=epoch.isoformat()) as sim, \
-            Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver:
+    with (
+        start_simulator(history=history, history_span=HISTORY_SPAN, epoch=epoch.isoformat()) as sim,
+        Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver,
+    ):
         otlp, _ = receiver.url.split()
         expected = sum(len(sim_truth(sim.url, p)["runs"]) for p in PLATFORMS)  # type: ignore[arg-type]
         idle = idle_rss(sim.url, otlp, work, idle_seconds)
         run = work / "backfill"
         run.mkdir()
         port = free_port()
-        cfg = write_config(run / "config.yaml", _sources(sim.url, "1h", f"{int(HISTORY_SPAN + 3600)}s"),
-                           traces={"endpoint": otlp, "protocol": "http/protobuf"}, listen=f"127.0.0.1:{port}")
+        cfg = write_config(
+            run / "config.yaml",
+            _sources(sim.url, "1h", f"{int(HISTORY_SPAN + 3600)}s"),
+            traces={"endpoint": otlp, "protocol": "http/protobuf"},
+            listen=f"127.0.0.1:{port}",
+        )
         with ExporterProc(cfg, port, run / "exporter.log") as ex:
             probe = Probe(ex.url)
             sampler = RssSampler(ex.pid, probe=probe).start()
@@ -113,12 +125,19 @@ def backfill(history: int, work: Path, idle_seconds: float) -> dict[str, object]
             t0 = time.monotonic()
             wait_until(lambda: (probe() or 0) >= expected, timeout=900, what="backfill counted", every=0.5)
             seconds = time.monotonic() - t0
-            wait_until(lambda: metric_sum(ex.metrics(), "agent_exporter_outbox_spans") == 0, timeout=300,
-                       what="outbox drained", every=0.5)
+            wait_until(
+                lambda: metric_sum(ex.metrics(), "agent_exporter_outbox_spans") == 0,
+                timeout=300,
+                what="outbox drained",
+                every=0.5,
+            )
             sampler.stop(progress=expected)
             records = metric_sum(ex.metrics(), "agent_exporter_records_total")
     return {
-        "runs": expected, "records": records, "seconds": seconds, "idle_rss_mb": idle,
+        "runs": expected,
+        "records": records,
+        "seconds": seconds,
+        "idle_rss_mb": idle,
         "peak_rss_mb": sampler.peak,
         "rss_at_25_mb": sampler.rss_at_progress(0.25, expected),
         "rss_at_50_mb": sampler.rss_at_progress(0.50, expected),
@@ -138,24 +157,67 @@ def seed_open_runs(path: Path, source: str, count: int, agents: list[str], now: 
             run_id = f"run_seed{i:012x}"
             agent = agents[i % len(agents)]
             items = [
-                {"id": f"act_seed{i:012x}00", "eventType": "agent.run.started", "occurredAt": stamp, "severity": "info",
-                 "status": "started", "resourceType": "agent", "resourceId": agent, "title": "Agent run started",
-                 "summary": f"{agent} started a run", "threadId": f"thr_{i:012x}", "agentRunId": run_id},
-                {"id": f"act_seed{i:012x}01", "eventType": "agent.message.added", "occurredAt": stamp,
-                 "severity": "info", "status": "added", "resourceType": "thread", "resourceId": f"thr_{i:012x}",
-                 "title": "Message added", "summary": "Assistant message added", "threadId": f"thr_{i:012x}",
-                 "agentRunId": run_id},
-                {"id": f"act_seed{i:012x}02", "eventType": "tool.call.started", "occurredAt": stamp, "severity": "info",
-                 "status": "started", "resourceType": "tool", "resourceId": f"call_{i:012x}", "toolSlug": "web_search",
-                 "title": "Tool call started", "summary": "web_search started", "threadId": f"thr_{i:012x}",
-                 "agentRunId": run_id},
-                {"id": f"act_seed{i:012x}03", "eventType": "tool.call.completed", "occurredAt": stamp,
-                 "severity": "info", "status": "completed", "resourceType": "tool", "resourceId": f"call_{i:012x}",
-                 "toolSlug": "web_search", "title": "Tool call completed", "summary": "web_search completed",
-                 "threadId": f"thr_{i:012x}", "agentRunId": run_id},
+                {
+                    "id": f"act_seed{i:012x}00",
+                    "eventType": "agent.run.started",
+                    "occurredAt": stamp,
+                    "severity": "info",
+                    "status": "started",
+                    "resourceType": "agent",
+                    "resourceId": agent,
+                    "title": "Agent run started",
+                    "summary": f"{agent} started a run",
+                    "threadId": f"thr_{i:012x}",
+                    "agentRunId": run_id,
+                },
+                {
+                    "id": f"act_seed{i:012x}01",
+                    "eventType": "agent.message.added",
+                    "occurredAt": stamp,
+                    "severity": "info",
+                    "status": "added",
+                    "resourceType": "thread",
+                    "resourceId": f"thr_{i:012x}",
+                    "title": "Message added",
+                    "summary": "Assistant message added",
+                    "threadId": f"thr_{i:012x}",
+                    "agentRunId": run_id,
+                },
+                {
+                    "id": f"act_seed{i:012x}02",
+                    "eventType": "tool.call.started",
+                    "occurredAt": stamp,
+                    "severity": "info",
+                    "status": "started",
+                    "resourceType": "tool",
+                    "resourceId": f"call_{i:012x}",
+                    "toolSlug": "web_search",
+                    "title": "Tool call started",
+                    "summary": "web_search started",
+                    "threadId": f"thr_{i:012x}",
+                    "agentRunId": run_id,
+                },
+                {
+                    "id": f"act_seed{i:012x}03",
+                    "eventType": "tool.call.completed",
+                    "occurredAt": stamp,
+                    "severity": "info",
+                    "status": "completed",
+                    "resourceType": "tool",
+                    "resourceId": f"call_{i:012x}",
+                    "toolSlug": "web_search",
+                    "title": "Tool call completed",
+                    "summary": "web_search completed",
+                    "threadId": f"thr_{i:012x}",
+                    "agentRunId": run_id,
+                },
             ]
-            batch.open_upserts[run_id] = OpenRun(run_id=run_id, agent=agent, opened_at=now.timestamp(),
-                                                 data={"events": [parse_event(source, item)[0] for item in items]})
+            batch.open_upserts[run_id] = OpenRun(
+                run_id=run_id,
+                agent=agent,
+                opened_at=now.timestamp(),
+                data={"events": [parse_event(source, item)[0] for item in items]},
+            )
         store.commit(source, batch, [], {}, 100_000)
     store.close()
 
@@ -164,13 +226,19 @@ def steady(open_runs: int, seconds: float, work: Path) -> dict[str, object]:
     run = work / "steady"
     run.mkdir()
     # Live traffic on all four platforms; runs of up to a minute, so some are open at any time.
-    with start_simulator(rpm=120.0, run_seconds=(5.0, 60.0)) as sim, \
-            Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver:
+    with (
+        start_simulator(rpm=120.0, run_seconds=(5.0, 60.0)) as sim,
+        Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver,
+    ):
         otlp, _ = receiver.url.split()
         seed_open_runs(run / "state.db", "rt", open_runs, sim_agents("runtools"), datetime.now(timezone.utc))
         port = free_port()
-        cfg = write_config(run / "config.yaml", _sources(sim.url, "5s", "10m"),
-                           traces={"endpoint": otlp, "protocol": "http/protobuf"}, listen=f"127.0.0.1:{port}")
+        cfg = write_config(
+            run / "config.yaml",
+            _sources(sim.url, "5s", "10m"),
+            traces={"endpoint": otlp, "protocol": "http/protobuf"},
+            listen=f"127.0.0.1:{port}",
+        )
         with ExporterProc(cfg, port, run / "exporter.log") as ex:
             sampler = RssSampler(ex.pid, every=0.5).start()
             ex.wait_ready()
@@ -182,8 +250,13 @@ def steady(open_runs: int, seconds: float, work: Path) -> dict[str, object]:
     rss = [r for _, r, _ in sampler.samples]
     third = max(1, len(rss) // 3)
     return {
-        "open_runs_seeded": open_runs, "runs_in_progress": in_progress, "seconds": seconds, "polls": polls,
-        "peak_rss_mb": sampler.peak, "rss_first_third_mb": max(rss[:third]), "rss_last_third_mb": max(rss[-third:]),
+        "open_runs_seeded": open_runs,
+        "runs_in_progress": in_progress,
+        "seconds": seconds,
+        "polls": polls,
+        "peak_rss_mb": sampler.peak,
+        "rss_first_third_mb": max(rss[:third]),
+        "rss_last_third_mb": max(rss[-third:]),
         "live_runs_exported": metric_sum(metrics, "agent_runs_total"),
     }
 
@@ -192,7 +265,9 @@ def main(smoke: bool) -> dict[str, object]:
     sizes = SMOKE if smoke else FULL
     work = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     try:
-        return {"backfill": backfill(int(sizes["history"]), work, float(sizes["idle_seconds"])),
-                "steady": steady(int(sizes["open"]), float(sizes["steady_seconds"]), work)}
+        return {
+            "backfill": backfill(int(sizes["history"]), work, float(sizes["idle_seconds"])),
+            "steady": steady(int(sizes["open"]), float(sizes["steady_seconds"]), work),
+        }
     finally:
         shutil.rmtree(work, ignore_errors=True)

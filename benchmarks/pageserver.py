@@ -24,8 +24,10 @@ from benchmarks.capture import Capture
 
 def _response(status: int, content_type: str, body: bytes) -> bytes:
     reason = {200: "OK", 404: "Not Found"}.get(status, "OK")
-    head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: keep-alive\r\n\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -67,7 +69,7 @@ class _Protocol(asyncio.Protocol):
             end = self._buf.find(b"\r\n\r\n")
             if end < 0:
                 return
-            head, self._buf = self._buf[:end], self._buf[end + 4:]
+            head, self._buf = self._buf[:end], self._buf[end + 4 :]
             line = head.split(b"\r\n", 1)[0]
             parts = line.split(b" ")
             target = parts[1] if len(parts) >= 2 else b"/"

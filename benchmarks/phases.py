@@ -62,6 +62,7 @@ def measured() -> Iterator[dict[str, float]]:
             finally:
                 acc[stage] = acc.get(stage, 0.0) + time.thread_time() - start
                 depth[0] -= 1
+
         return timed
 
     def whole(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -72,6 +73,7 @@ def measured() -> Iterator[dict[str, float]]:
                 return fn(*args, **kwargs)
             finally:
                 acc["total"] = acc.get("total", 0.0) + time.thread_time() - start
+
         return timed
 
     try:

@@ -37,8 +37,10 @@ def _run_once(pages: Path, work: Path, profiler: cProfile.Profile | None, timing
     """The exporter's run (E) of the captured pages; `timings` gets baseline
     A's seconds first, when given."""
     cap = Capture.load(pages)
-    with Child(["-m", "benchmarks.pageserver", str(pages)], "page server") as server, \
-            Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver:
+    with (
+        Child(["-m", "benchmarks.pageserver", str(pages)], "page server") as server,
+        Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver,
+    ):
         otlp, count_url = receiver.url.split()
         if timings is not None:
             timings.append(throughput.baseline_a(cap, server.url))
@@ -113,8 +115,27 @@ def main() -> int:
             return 0
         if args.pyspy:
             raw = work / "profile.raw"
-            subprocess.run([args.pyspy, "record", "--format", "raw", "--rate", "250", "-o", str(raw), "--",
-                            PY, "-m", "benchmarks.profile", "--pages", str(pages), "--plain"], cwd=ROOT, check=True)
+            subprocess.run(
+                [
+                    args.pyspy,
+                    "record",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "-o",
+                    str(raw),
+                    "--",
+                    PY,
+                    "-m",
+                    "benchmarks.profile",
+                    "--pages",
+                    str(pages),
+                    "--plain",
+                ],
+                cwd=ROOT,
+                check=True,
+            )
             text = summarise_raw(raw, args.top)
         else:
             profiler = cProfile.Profile()

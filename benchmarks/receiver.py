@@ -40,8 +40,9 @@ def main() -> int:
     class Count(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
             with receiver._lock:
-                body = json.dumps({"spans": receiver.span_count, "roots": receiver.root_count,
-                                   "requests": receiver.requests}).encode()
+                body = json.dumps(
+                    {"spans": receiver.span_count, "roots": receiver.root_count, "requests": receiver.requests}
+                ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

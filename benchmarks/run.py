@@ -60,8 +60,7 @@ def _ok(met: bool) -> str:
 
 def table(results: dict[str, object]) -> str:
     """Markdown: one row per figure, with baseline, ratio, target, verdict."""
-    rows = ["| benchmark | figure | exporter | baseline | ratio | target | verdict |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| benchmark | figure | exporter | baseline | ratio | target | verdict |", "|---|---|---|---|---|---|---|"]
 
     def row(bench: str, figure: str, value: str, base: str, ratio: str, target: str, verdict: str) -> None:
         rows.append(f"| {bench} | {figure} | {value} | {base} | {ratio} | {target} | {verdict} |")
@@ -69,29 +68,70 @@ def table(results: dict[str, object]) -> str:
     for t in results.get("throughput", []) or []:  # type: ignore[union-attr]
         p, unit = t["platform"], t["record_kind"]
         rate = f"{_f(t['e_rate'], 0)} {unit}/s"
-        row("throughput", f"{p}: {_f(t['records'], 0)} {unit}, vs A (fetch + json.loads)", rate,
-            f"{_f(t['a_rate'], 0)}/s", f"{_f(t['e_over_a'])}x", ">= 0.5x", _ok(t["e_over_a"] >= 0.5))
-        row("throughput", f"{p}: vs B (OTel SDK, span per record, write per record)", rate,
-            f"{_f(t['b_rate'], 0)}/s", f"{_f(t['e_over_b'])}x", ">= 3x", _ok(t["e_over_b"] >= 3))
+        row(
+            "throughput",
+            f"{p}: {_f(t['records'], 0)} {unit}, vs A (fetch + json.loads)",
+            rate,
+            f"{_f(t['a_rate'], 0)}/s",
+            f"{_f(t['e_over_a'])}x",
+            ">= 0.5x",
+            _ok(t["e_over_a"] >= 0.5),
+        )
+        row(
+            "throughput",
+            f"{p}: vs B (OTel SDK, span per record, write per record)",
+            rate,
+            f"{_f(t['b_rate'], 0)}/s",
+            f"{_f(t['e_over_b'])}x",
+            ">= 3x",
+            _ok(t["e_over_b"] >= 3),
+        )
         if p == "runtools":
             row("throughput", "runtools events/s (absolute)", rate, "", "", ">= 20,000/s", _ok(t["e_rate"] >= 20_000))
     mem = results.get("memory")
     if isinstance(mem, dict):
         b, s = mem["backfill"], mem["steady"]
-        row("memory", f"backfill peak RSS ({_f(b['runs'], 0)} runs, {_f(b['records'], 0)} records)",
-            f"{_f(b['peak_rss_mb'], 1)} MB", f"idle {_f(b['idle_rss_mb'], 1)} MB",
-            f"{_f(b['peak_rss_mb'] / b['idle_rss_mb'])}x", "<= 150 MB", _ok(b["peak_rss_mb"] <= 150))
-        flat = b["rss_at_100_mb"] is not None and b["rss_at_25_mb"] is not None and \
-            b["rss_at_100_mb"] - b["rss_at_25_mb"] <= 0.15 * b["rss_at_25_mb"]
-        row("memory", "backfill RSS at 25 / 50 / 100 %",
-            f"{_f(b['rss_at_25_mb'], 1)} / {_f(b['rss_at_50_mb'], 1)} / {_f(b['rss_at_100_mb'], 1)} MB", "", "",
-            "not growing with history", _ok(flat))
-        row("memory", f"steady state, {_f(s['runs_in_progress'], 0)} runs open: peak RSS",
-            f"{_f(s['peak_rss_mb'], 1)} MB", f"idle {_f(b['idle_rss_mb'], 1)} MB",
-            f"{_f(s['peak_rss_mb'] / b['idle_rss_mb'])}x", "<= 150 MB", _ok(s["peak_rss_mb"] <= 150))
-        row("memory", "steady state RSS, first third / last third",
-            f"{_f(s['rss_first_third_mb'], 1)} / {_f(s['rss_last_third_mb'], 1)} MB", "", "", "not growing",
-            _ok(s["rss_last_third_mb"] - s["rss_first_third_mb"] <= 0.1 * s["rss_first_third_mb"]))
+        row(
+            "memory",
+            f"backfill peak RSS ({_f(b['runs'], 0)} runs, {_f(b['records'], 0)} records)",
+            f"{_f(b['peak_rss_mb'], 1)} MB",
+            f"idle {_f(b['idle_rss_mb'], 1)} MB",
+            f"{_f(b['peak_rss_mb'] / b['idle_rss_mb'])}x",
+            "<= 150 MB",
+            _ok(b["peak_rss_mb"] <= 150),
+        )
+        flat = (
+            b["rss_at_100_mb"] is not None
+            and b["rss_at_25_mb"] is not None
+            and b["rss_at_100_mb"] - b["rss_at_25_mb"] <= 0.15 * b["rss_at_25_mb"]
+        )
+        row(
+            "memory",
+            "backfill RSS at 25 / 50 / 100 %",
+            f"{_f(b['rss_at_25_mb'], 1)} / {_f(b['rss_at_50_mb'], 1)} / {_f(b['rss_at_100_mb'], 1)} MB",
+            "",
+            "",
+            "not growing with history",
+            _ok(flat),
+        )
+        row(
+            "memory",
+            f"steady state, {_f(s['runs_in_progress'], 0)} runs open: peak RSS",
+            f"{_f(s['peak_rss_mb'], 1)} MB",
+            f"idle {_f(b['idle_rss_mb'], 1)} MB",
+            f"{_f(s['peak_rss_mb'] / b['idle_rss_mb'])}x",
+            "<= 150 MB",
+            _ok(s["peak_rss_mb"] <= 150),
+        )
+        row(
+            "memory",
+            "steady state RSS, first third / last third",
+            f"{_f(s['rss_first_third_mb'], 1)} / {_f(s['rss_last_third_mb'], 1)} MB",
+            "",
+            "",
+            "not growing",
+            _ok(s["rss_last_third_mb"] - s["rss_first_third_mb"] <= 0.1 * s["rss_first_third_mb"]),
+        )
     fr = results.get("freshness")
     if isinstance(fr, dict):
         interval = fr["interval_s"]
@@ -100,22 +140,46 @@ def table(results: dict[str, object]) -> str:
             for what in ("span", "metric"):
                 med, p99 = f[f"{what}_median_s"], f[f"{what}_p99_s"]
                 met = med <= interval + 1 and p99 <= 2 * interval and f["missing_spans"] == 0
-                row("freshness", f"{p}: end -> {'root span at receiver' if what == 'span' else 'count on /metrics'}"
-                    f" ({f['runs']} runs), median / p99", f"{_f(med)} / {_f(p99)} s",
-                    base if what == "span" else "", "",
-                    f"<= {interval + 1:g} / {2 * interval:g} s", _ok(met))
+                row(
+                    "freshness",
+                    f"{p}: end -> {'root span at receiver' if what == 'span' else 'count on /metrics'}"
+                    f" ({f['runs']} runs), median / p99",
+                    f"{_f(med)} / {_f(p99)} s",
+                    base if what == "span" else "",
+                    "",
+                    f"<= {interval + 1:g} / {2 * interval:g} s",
+                    _ok(met),
+                )
         for p, c in fr["api_cost"].items():
-            row("API cost", f"{p}: requests per poll, busy / idle",
-                f"{_f(c['busy_per_poll'])} / {_f(c['idle_per_poll'])}", f"floor {c['floor_per_poll']}",
-                f"{_f(c['idle_per_poll'] / c['floor_per_poll'])}x idle", "idle = floor",
-                _ok(abs(c["idle_per_poll"] - c["floor_per_poll"]) < 1e-9))
+            row(
+                "API cost",
+                f"{p}: requests per poll, busy / idle",
+                f"{_f(c['busy_per_poll'])} / {_f(c['idle_per_poll'])}",
+                f"floor {c['floor_per_poll']}",
+                f"{_f(c['idle_per_poll'] / c['floor_per_poll'])}x idle",
+                "idle = floor",
+                _ok(abs(c["idle_per_poll"] - c["floor_per_poll"]) < 1e-9),
+            )
     st = results.get("startup")
     if isinstance(st, dict):
-        row("start-up", "`--help` wall time", f"{_f(st['help_s'], 3)} s", f"python -c pass {_f(st['python_pass_s'], 3)} s",
-            f"{_f(st['help_s'] / st['python_pass_s'])}x", "<= 0.5 s", _ok(st["help_s"] <= 0.5))
-        row("start-up", "spawn -> /readyz 200, demo config", f"{_f(st['readyz_s'], 3)} s",
-            f"import exporter.app {_f(st['import_app_s'], 3)} s", f"{_f(st['readyz_s'] / st['import_app_s'])}x",
-            "<= 2 s", _ok(st["readyz_s"] <= 2))
+        row(
+            "start-up",
+            "`--help` wall time",
+            f"{_f(st['help_s'], 3)} s",
+            f"python -c pass {_f(st['python_pass_s'], 3)} s",
+            f"{_f(st['help_s'] / st['python_pass_s'])}x",
+            "<= 0.5 s",
+            _ok(st["help_s"] <= 0.5),
+        )
+        row(
+            "start-up",
+            "spawn -> /readyz 200, demo config",
+            f"{_f(st['readyz_s'], 3)} s",
+            f"import exporter.app {_f(st['import_app_s'], 3)} s",
+            f"{_f(st['readyz_s'] / st['import_app_s'])}x",
+            "<= 2 s",
+            _ok(st["readyz_s"] <= 2),
+        )
     return "\n".join(rows)
 
 
@@ -132,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
     platforms = tuple(x.strip() for x in args.platforms.split(",") if x.strip())
-    results: dict[str, object] = {"machine": machine(), "mode": "smoke" if args.smoke else "full",
-                                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    results: dict[str, object] = {
+        "machine": machine(),
+        "mode": "smoke" if args.smoke else "full",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     failed = []
     for name in chosen:
         t0 = time.monotonic()
@@ -148,8 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     text = table({k: v for k, v in results.items() if k not in failed})
     m = results["machine"]
     assert isinstance(m, dict)
-    header = (f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, Python {m['python']}, {m['os']};"
-              f" mode: {results['mode']}")
+    header = (
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_mb']} MB, Python {m['python']}, {m['os']};"
+        f" mode: {results['mode']}"
+    )
     sys.stdout.write(header + "\n\n" + text + "\n")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=2, default=str))

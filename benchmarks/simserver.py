@@ -28,8 +28,11 @@ def main() -> int:
     p.add_argument("--run-seconds", default="2,8")
     p.add_argument("--agents", type=int, default=4)
     p.add_argument("--epoch", default=None)
-    p.add_argument("--nagle", action="store_true",
-                   help="leave Nagle's algorithm on, as the simulator ships (a 40 ms stall per small response)")
+    p.add_argument(
+        "--nagle",
+        action="store_true",
+        help="leave Nagle's algorithm on, as the simulator ships (a 40 ms stall per small response)",
+    )
     args = p.parse_args()
     if not args.nagle:
         # The simulator writes a response's head and body in two writes; with
@@ -38,9 +41,14 @@ def main() -> int:
         socketserver.StreamRequestHandler.disable_nagle_algorithm = True
     low, high = (float(x) for x in args.run_seconds.split(","))
     options = SimulatorOptions(
-        seed=args.seed, runs_per_minute=args.rpm, run_seconds=(low, high), history_runs=args.history,
-        history_span_seconds=args.history_span, history_platforms=tuple(args.history_platforms.split(",")),
-        agents_per_platform=args.agents, epoch=datetime.fromisoformat(args.epoch) if args.epoch else None,
+        seed=args.seed,
+        runs_per_minute=args.rpm,
+        run_seconds=(low, high),
+        history_runs=args.history,
+        history_span_seconds=args.history_span,
+        history_platforms=tuple(args.history_platforms.split(",")),
+        agents_per_platform=args.agents,
+        epoch=datetime.fromisoformat(args.epoch) if args.epoch else None,
     )
     sim = Simulator(options)
     base = sim.start("127.0.0.1", 0)

@@ -47,10 +47,15 @@ def main(smoke: bool) -> dict[str, object]:
                 port = free_port()
                 demo = work / f"demo{i}"
                 demo.mkdir()
-                env = {"DEMO_DIR": str(demo), "DEMO_LISTEN": f"127.0.0.1:{port}",
-                       "SIM_RUNTOOLS_URL": sim.url + "/runtools", "SIM_AGENT_ACTIVITIES_URL": sim.url + "/agent-activities",
-                       "SIM_BCTRL_URL": sim.url + "/bctrl", "SIM_RUNTYPE_URL": sim.url + "/runtype",
-                       "SIM_AGENT_ACTIVITIES_AGENTS": ",".join(sim_agents("agent_activities"))}
+                env = {
+                    "DEMO_DIR": str(demo),
+                    "DEMO_LISTEN": f"127.0.0.1:{port}",
+                    "SIM_RUNTOOLS_URL": sim.url + "/runtools",
+                    "SIM_AGENT_ACTIVITIES_URL": sim.url + "/agent-activities",
+                    "SIM_BCTRL_URL": sim.url + "/bctrl",
+                    "SIM_RUNTYPE_URL": sim.url + "/runtype",
+                    "SIM_AGENT_ACTIVITIES_AGENTS": ",".join(sim_agents("agent_activities")),
+                }
                 saved = {k: os.environ.get(k) for k in env}
                 os.environ.update(env)
                 try:
@@ -66,7 +71,10 @@ def main(smoke: bool) -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
     return {
         "runs": n,
-        "python_pass_s": python[0], "import_app_s": imports[0],
-        "help_s": help_[0], "help_min_s": help_[1],
-        "readyz_s": median(ready), "readyz_min_s": min(ready),
+        "python_pass_s": python[0],
+        "import_app_s": imports[0],
+        "help_s": help_[0],
+        "help_min_s": help_[1],
+        "readyz_s": median(ready),
+        "readyz_min_s": min(ready),
     }

@@ -12,11 +12,27 @@ from exporter.config import SourceConfig
 T = TypeVar("T")
 
 
-def source_config(type_: str = "runtools", base_url: str = "http://platform.test", name: str = "feed",
-                  secret: str = "s3cret-key-value", start_from: float = 3600.0, **options: object) -> SourceConfig:
-    return SourceConfig(name=name, type=type_, base_url=base_url, secret=secret, interval=1.0, timeout=5.0,
-                        max_requests_per_minute=None, start_from=start_from, headers={}, enabled=True,
-                        options=MappingProxyType(dict(options)))
+def source_config(
+    type_: str = "runtools",
+    base_url: str = "http://platform.test",
+    name: str = "feed",
+    secret: str = "s3cret-key-value",
+    start_from: float = 3600.0,
+    **options: object,
+) -> SourceConfig:
+    return SourceConfig(
+        name=name,
+        type=type_,
+        base_url=base_url,
+        secret=secret,
+        interval=1.0,
+        timeout=5.0,
+        max_requests_per_minute=None,
+        start_from=start_from,
+        headers={},
+        enabled=True,
+        options=MappingProxyType(dict(options)),
+    )
 
 
 def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.1, what: str = "condition") -> T:

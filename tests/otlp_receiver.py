@@ -103,15 +103,24 @@ class OtlpReceiver:
                 resource = {a.key: _value(a.value) for a in rs.resource.attributes}
                 for ss in rs.scope_spans:
                     for s in ss.spans:
-                        self.spans.append(ReceivedSpan(
-                            trace_id=s.trace_id.hex(), span_id=s.span_id.hex(), parent_span_id=s.parent_span_id.hex(),
-                            name=s.name, start_ns=s.start_time_unix_nano, end_ns=s.end_time_unix_nano,
-                            status_code=s.status.code, status_message=s.status.message,
-                            attributes={a.key: _value(a.value) for a in s.attributes},
-                            events=[(e.name, e.time_unix_nano, {a.key: _value(a.value) for a in e.attributes})
-                                    for e in s.events],
-                            resource=resource,
-                        ))
+                        self.spans.append(
+                            ReceivedSpan(
+                                trace_id=s.trace_id.hex(),
+                                span_id=s.span_id.hex(),
+                                parent_span_id=s.parent_span_id.hex(),
+                                name=s.name,
+                                start_ns=s.start_time_unix_nano,
+                                end_ns=s.end_time_unix_nano,
+                                status_code=s.status.code,
+                                status_message=s.status.message,
+                                attributes={a.key: _value(a.value) for a in s.attributes},
+                                events=[
+                                    (e.name, e.time_unix_nano, {a.key: _value(a.value) for a in e.attributes})
+                                    for e in s.events
+                                ],
+                                resource=resource,
+                            )
+                        )
 
     def snapshot(self) -> list[ReceivedSpan]:
         with self._lock:

@@ -46,37 +46,84 @@ REJECT_REASONS = ("missing_field", "bad_type", "bad_value", "bad_timestamp")  # 
 
 METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("agent_runs_total", Kind.COUNTER, "Agent runs that ended, by normalised status.", RUN_LABELS),
-    MetricSpec("agent_run_duration_seconds", Kind.HISTOGRAM, "Duration of ended agent runs; exemplars carry trace_id.",
-               RUN_LABELS, buckets=DURATION_BUCKETS),
-    MetricSpec("agent_runs_in_progress", Kind.GAUGE, "Runs seen started and not yet ended.", AGENT_LABELS,
-               persisted=False),
+    MetricSpec(
+        "agent_run_duration_seconds",
+        Kind.HISTOGRAM,
+        "Duration of ended agent runs; exemplars carry trace_id.",
+        RUN_LABELS,
+        buckets=DURATION_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_runs_in_progress", Kind.GAUGE, "Runs seen started and not yet ended.", AGENT_LABELS, persisted=False
+    ),
     MetricSpec("agent_last_run_timestamp_seconds", Kind.GAUGE, "End time of the newest ended run.", RUN_LABELS),
-    MetricSpec("agent_tool_calls_total", Kind.COUNTER, "Tool calls of ended runs.", ("source", "platform", "tool", "status")),
-    MetricSpec("agent_tool_call_duration_seconds", Kind.HISTOGRAM, "Duration of tool calls with both times.",
-               ("source", "platform", "tool"), buckets=TOOL_BUCKETS),
-    MetricSpec("agent_tokens_total", Kind.COUNTER, "Tokens used by ended runs.", ("source", "platform", "agent", "type")),
+    MetricSpec(
+        "agent_tool_calls_total", Kind.COUNTER, "Tool calls of ended runs.", ("source", "platform", "tool", "status")
+    ),
+    MetricSpec(
+        "agent_tool_call_duration_seconds",
+        Kind.HISTOGRAM,
+        "Duration of tool calls with both times.",
+        ("source", "platform", "tool"),
+        buckets=TOOL_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_tokens_total", Kind.COUNTER, "Tokens used by ended runs.", ("source", "platform", "agent", "type")
+    ),
     MetricSpec("agent_cost_usd_total", Kind.COUNTER, "Cost of ended runs in US dollars.", AGENT_LABELS),
-    MetricSpec("agent_activity_events_total", Kind.COUNTER, "Activity events read, each counted once.",
-               ("source", "platform", "category", "severity", "status")),
+    MetricSpec(
+        "agent_activity_events_total",
+        Kind.COUNTER,
+        "Activity events read, each counted once.",
+        ("source", "platform", "category", "severity", "status"),
+    ),
     MetricSpec("agent_exporter_polls_total", Kind.COUNTER, "Polls of a source by outcome.", ("source", "outcome")),
-    MetricSpec("agent_exporter_poll_duration_seconds", Kind.HISTOGRAM, "Wall time of one poll.", ("source",),
-               buckets=POLL_BUCKETS),
-    MetricSpec("agent_exporter_last_successful_poll_timestamp_seconds", Kind.GAUGE,
-               "When the source was last polled successfully.", ("source",)),
-    MetricSpec("agent_exporter_api_requests_total", Kind.COUNTER, "Requests to platform APIs by HTTP status code "
-               "(timeout, error for no response).", ("source", "code")),
+    MetricSpec(
+        "agent_exporter_poll_duration_seconds",
+        Kind.HISTOGRAM,
+        "Wall time of one poll.",
+        ("source",),
+        buckets=POLL_BUCKETS,
+    ),
+    MetricSpec(
+        "agent_exporter_last_successful_poll_timestamp_seconds",
+        Kind.GAUGE,
+        "When the source was last polled successfully.",
+        ("source",),
+    ),
+    MetricSpec(
+        "agent_exporter_api_requests_total",
+        Kind.COUNTER,
+        "Requests to platform APIs by HTTP status code (timeout, error for no response).",
+        ("source", "code"),
+    ),
     MetricSpec("agent_exporter_rate_limited_total", Kind.COUNTER, "HTTP 429 answers from the platform.", ("source",)),
-    MetricSpec("agent_exporter_source_up", Kind.GAUGE, "1 when the last poll of the source succeeded.", ("source",),
-               persisted=False),
-    MetricSpec("agent_exporter_data_lag_seconds", Kind.GAUGE, "Now minus the time up to which the source is fully "
-               "read.", ("source",), persisted=False),
+    MetricSpec(
+        "agent_exporter_source_up",
+        Kind.GAUGE,
+        "1 when the last poll of the source succeeded.",
+        ("source",),
+        persisted=False,
+    ),
+    MetricSpec(
+        "agent_exporter_data_lag_seconds",
+        Kind.GAUGE,
+        "Now minus the time up to which the source is fully read.",
+        ("source",),
+        persisted=False,
+    ),
     MetricSpec("agent_exporter_records_total", Kind.COUNTER, "Records read from platforms.", ("source", "kind")),
-    MetricSpec("agent_exporter_records_rejected_total", Kind.COUNTER, "Records that did not parse and were skipped.",
-               ("source", "reason")),
+    MetricSpec(
+        "agent_exporter_records_rejected_total",
+        Kind.COUNTER,
+        "Records that did not parse and were skipped.",
+        ("source", "reason"),
+    ),
     MetricSpec("agent_exporter_spans_exported_total", Kind.COUNTER, "Spans by delivery outcome.", ("outcome",)),
     MetricSpec("agent_exporter_outbox_spans", Kind.GAUGE, "Spans waiting in the outbox.", (), persisted=False),
-    MetricSpec("agent_exporter_build_info", Kind.GAUGE, "Always 1; the version as a label.", ("version",),
-               persisted=False),
+    MetricSpec(
+        "agent_exporter_build_info", Kind.GAUGE, "Always 1; the version as a label.", ("version",), persisted=False
+    ),
 )
 SPECS = {spec.name: spec for spec in METRICS}
 
@@ -139,4 +186,3 @@ def event_updates(source: str, platform: str, events: Iterable[ActivityEvent]) -
         key = (source, platform, e.category, e.severity.value, e.status)
         counts[key] = counts.get(key, 0) + 1
     return [Update(Op.INC, "agent_activity_events_total", k, n) for k, n in counts.items()]
-

@@ -152,7 +152,8 @@ class SpanWriter:
             body.append(self.attributes(_T3, event_attrs))
             parts.append(_ld(_T_SPAN_EVENT, b"".join(body)))
         status = (_ld(_T2, status_message.encode()) if status_message else b"") + (
-            _T_STATUS_CODE + varint(status_code) if status_code else b"")
+            _T_STATUS_CODE + varint(status_code) if status_code else b""
+        )
         parts.append(_ld(_T_STATUS, status))
         if flags:
             parts += (_T_FLAGS, _PACK_I(flags))

@@ -60,8 +60,9 @@ def run_to_spans(run: Run, *, capture_content: bool = False, max_attribute_lengt
     return _describe(run, _JsonBuilder(capture_content, max_attribute_length))
 
 
-def run_to_protobuf(run: Run, writer: SpanWriter, *, capture_content: bool = False,
-                    max_attribute_length: int = 4096) -> tuple[int, bytes]:
+def run_to_protobuf(
+    run: Run, writer: SpanWriter, *, capture_content: bool = False, max_attribute_length: int = 4096
+) -> tuple[int, bytes]:
     """The same spans as `run_to_spans`, as (count, bytes of a ScopeSpans
     holding only them): concatenated rows form one ScopeSpans."""
     spans = _describe(run, _ProtoBuilder(capture_content, max_attribute_length, writer))
@@ -195,8 +196,11 @@ def _step_event(run: Run, step: Step) -> ActivityEvent:
         id=step.key,
         name=step.name,
         time=run.started_at,
-        attributes=(*step.attributes, ("agent_activity.step.status", step.status.value),
-                    ("agent_activity.time_derived", True)),
+        attributes=(
+            *step.attributes,
+            ("agent_activity.step.status", step.status.value),
+            ("agent_activity.time_derived", True),
+        ),
     )
 
 
@@ -245,9 +249,20 @@ class _Builder(Generic[S]):
             message=self.truncate(message) if message and code == STATUS_ERROR else "",
         )
 
-    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
-              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
-              message: str) -> S:
+    def build(
+        self,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent: str | None,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Value],
+        events: list[tuple[int, str, dict[str, Value]]],
+        code: int,
+        message: str,
+    ) -> S:
         raise NotImplementedError
 
     def clean(self, pairs: Pairs | tuple[tuple[str, AttrValue], ...]) -> dict[str, Value]:
@@ -263,9 +278,20 @@ class _Builder(Generic[S]):
 
 
 class _JsonBuilder(_Builder[SpanJSON]):
-    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
-              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
-              message: str) -> SpanJSON:
+    def build(
+        self,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent: str | None,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Value],
+        events: list[tuple[int, str, dict[str, Value]]],
+        code: int,
+        message: str,
+    ) -> SpanJSON:
         span: SpanJSON = {
             "traceId": trace_id,
             "spanId": span_id,
@@ -278,8 +304,9 @@ class _JsonBuilder(_Builder[SpanJSON]):
         if parent:
             span["parentSpanId"] = parent
         if events:
-            span["events"] = [{"timeUnixNano": str(t), "name": n, "attributes": _json_attributes(a)}
-                              for t, n, a in events]
+            span["events"] = [
+                {"timeUnixNano": str(t), "name": n, "attributes": _json_attributes(a)} for t, n, a in events
+            ]
         span["status"] = {"code": code, **({"message": message} if message else {})}
         return span
 
@@ -306,23 +333,36 @@ class _ProtoBuilder(_Builder[bytes]):
         super().__init__(capture_content, max_len)
         self._writer = writer
 
-    def build(self, *, trace_id: str, span_id: str, parent: str | None, name: str, start_ns: int, end_ns: int,
-              attributes: dict[str, Value], events: list[tuple[int, str, dict[str, Value]]], code: int,
-              message: str) -> bytes:
-        return scope_spans_entry(self._writer.span(
-            trace_id=bytes.fromhex(trace_id),
-            span_id=bytes.fromhex(span_id),
-            parent=bytes.fromhex(parent) if parent else b"",
-            name=name,
-            kind=SPAN_KIND_INTERNAL,
-            start_ns=start_ns,
-            end_ns=end_ns,
-            attributes=attributes.items(),
-            events=[(t, n, a.items()) for t, n, a in events],
-            status_code=code,
-            status_message=message,
-            flags=SPAN_FLAGS,
-        ))
+    def build(
+        self,
+        *,
+        trace_id: str,
+        span_id: str,
+        parent: str | None,
+        name: str,
+        start_ns: int,
+        end_ns: int,
+        attributes: dict[str, Value],
+        events: list[tuple[int, str, dict[str, Value]]],
+        code: int,
+        message: str,
+    ) -> bytes:
+        return scope_spans_entry(
+            self._writer.span(
+                trace_id=bytes.fromhex(trace_id),
+                span_id=bytes.fromhex(span_id),
+                parent=bytes.fromhex(parent) if parent else b"",
+                name=name,
+                kind=SPAN_KIND_INTERNAL,
+                start_ns=start_ns,
+                end_ns=end_ns,
+                attributes=attributes.items(),
+                events=[(t, n, a.items()) for t, n, a in events],
+                status_code=code,
+                status_message=message,
+                flags=SPAN_FLAGS,
+            )
+        )
 
 
 def to_ns(dt: datetime) -> int:

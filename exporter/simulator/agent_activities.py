@@ -51,7 +51,12 @@ EXTRA_FIELDS = ("trigger_payload", "result", "error", "token_usage")
 _DATE_FILTERS = ("started_on", "completed_on", "created_on")
 _TRIGGERS = ("email_received", "schedule", "webhook", "manual")
 # Tools whose effects a sandbox run only pretends: output {"sandbox": true, "would_<verb>": {...}}.
-_GUARDED = {"send_email": "would_send", "create_ticket": "would_create", "update_record": "would_update", "post_message": "would_post"}
+_GUARDED = {
+    "send_email": "would_send",
+    "create_ticket": "would_create",
+    "update_record": "would_update",
+    "post_message": "would_post",
+}
 _NAMESPACE = uuid.UUID("5f0c8f4e-4a53-4d2e-9a47-2b1c1f0e9d11")
 
 
@@ -109,9 +114,16 @@ def _step_output(run: RunSpec, step: _Step, number: int) -> JsonValue:
         return {"classification": ("payment_inquiry", "refund_request", "general_question")[run.flavor % 3]}
     uid = _derived_uuid(run, f"out{number}")
     if run.sandbox and step.action in _GUARDED:
-        return {"sandbox": True, _GUARDED[step.action]: {"uid": uid, "status": "sent", "to": ["billing@acme.example"],
-                                                          "subject": "RE: Invoice inquiry",
-                                                          "body_preview": "Thank you for your inquiry regarding..."}}
+        return {
+            "sandbox": True,
+            _GUARDED[step.action]: {
+                "uid": uid,
+                "status": "sent",
+                "to": ["billing@acme.example"],
+                "subject": "RE: Invoice inquiry",
+                "body_preview": "Thank you for your inquiry regarding...",
+            },
+        }
     outputs: dict[str, JsonValue] = {
         "read_entity": {"subject": "Invoice inquiry from Acme Corp"},
         "search_knowledge_base": {"results": [{"title": "Refund policy", "score": 0.87}]},
@@ -141,11 +153,19 @@ def _result(run: RunSpec, now_ms: int) -> JsonValue:
         for n, s in enumerate(steps, start=1)
         if s.ms <= now_ms
     ]
-    timeline: list[JsonValue] = [{"event": "goal_defined", "at": iso_us_offset(run.start_ms), "detail": "Respond to payment inquiry"}]
+    timeline: list[JsonValue] = [
+        {"event": "goal_defined", "at": iso_us_offset(run.start_ms), "detail": "Respond to payment inquiry"}
+    ]
     for tool in run.tools:
         if tool.start_ms <= now_ms:
-            timeline.append({"event": "tool_called", "at": iso_us_offset(tool.start_ms), "tool": tool.name,
-                             "detail": f"Called {tool.name}"})
+            timeline.append(
+                {
+                    "event": "tool_called",
+                    "at": iso_us_offset(tool.start_ms),
+                    "tool": tool.name,
+                    "detail": f"Called {tool.name}",
+                }
+            )
     if run.ended_by(now_ms):
         timeline.append({"event": f"run_{raw_status(run, now_ms)}", "at": iso_us_offset(run.end_ms)})
     return {"step_history": history, "timeline": timeline}
@@ -250,7 +270,9 @@ def _parse_query(request: Request) -> _Query:
         high = _bound(request, f"{name}_to")
         if low is not None or high is not None:
             # Inclusive bounds in µs -> whole ms of the run times they admit.
-            windows[name] = _Window(ceil_ms(low) if low is not None else None, floor_ms(high) if high is not None else None)
+            windows[name] = _Window(
+                ceil_ms(low) if low is not None else None, floor_ms(high) if high is not None else None
+            )
     sort = request.arg("sort") or "-started_on"
     # An unencoded "+" in a query string arrives as a space.
     sort = sort.replace(" ", "+")
@@ -315,8 +337,13 @@ class AgentActivitiesApi:
         fields = _fields(request)
         data = render_run(run, spec, now_ms, fields)
         response = Response.json(200, {"status": "success", "status_code": 200, "data": data})
-        response.rewind = rewind_detail(response, run, now_ms, lambda r, at: render_run(r, spec, at, fields),
-                                        lambda item: {"status": "success", "status_code": 200, "data": item})
+        response.rewind = rewind_detail(
+            response,
+            run,
+            now_ms,
+            lambda r, at: render_run(r, spec, at, fields),
+            lambda item: {"status": "success", "status_code": 200, "data": item},
+        )
         return response
 
     def _list(self, request: Request, agent: int, now_ms: int) -> Response:
@@ -425,13 +452,21 @@ def _junk_shape(rng: random.Random, agent: AgentSpec, now_ms: int, fields: froze
     }
     if "token_usage" in fields:
         attributes["token_usage"] = {"input_tokens": 1200, "output_tokens": 300, "total_tokens": 1500}
-    attributes.update({"started_on": iso_us_offset(started), "completed_on": iso_us_offset(ended),
-                       "created_on": iso_us_offset(started - 400)})
+    attributes.update(
+        {
+            "started_on": iso_us_offset(started),
+            "completed_on": iso_us_offset(ended),
+            "created_on": iso_us_offset(started - 400),
+        }
+    )
     return JunkShape(
         {"id": junk_uuid(rng), "type": "agent-runs", "attributes": attributes},
         time_paths=(("attributes", "started_on"), ("attributes", "completed_on"), ("attributes", "created_on")),
-        unknown_enums={("attributes", "status"): "paused", ("attributes", "trigger_type"): "carrier_pigeon",
-                       ("type",): "agent-walks"},
+        unknown_enums={
+            ("attributes", "status"): "paused",
+            ("attributes", "trigger_type"): "carrier_pigeon",
+            ("type",): "agent-walks",
+        },
         wrong_types={("attributes",): "completed", ("attributes", "sandbox"): "yes", ("attributes", "status"): 3},
         required=(("attributes", "status"), ("attributes", "created_on"), ("type",)),
     )
@@ -465,8 +500,12 @@ def _sorted(runs: list[RunSpec], query: _Query, now_ms: int) -> list[RunSpec]:
         absent: list[RunSpec] = []
     else:
         keyed = [(_times(r, now_ms)[query.sort_field], r) for r in runs]
-        present = [r for ms, r in sorted(((ms, r) for ms, r in keyed if ms is not None),
-                                        key=lambda p: (p[0], p[1].seq), reverse=query.descending)]
+        present = [
+            r
+            for ms, r in sorted(
+                ((ms, r) for ms, r in keyed if ms is not None), key=lambda p: (p[0], p[1].seq), reverse=query.descending
+            )
+        ]
         absent = [r for ms, r in keyed if ms is None]  # no such time yet: last, whatever the direction
     ordered = present + absent
     if query.group_by_trigger:

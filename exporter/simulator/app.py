@@ -92,8 +92,11 @@ class Simulator:
             for store in self._stores.values():
                 store.advance(now)
             if self.options.history_runs:
-                log.info("generated %d history runs per platform in %.1f s",
-                         self.options.history_runs, time.monotonic() - started)
+                log.info(
+                    "generated %d history runs per platform in %.1f s",
+                    self.options.history_runs,
+                    time.monotonic() - started,
+                )
         bound_host, bound_port = self._http.start(host, port)
         url_host = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._base_url = f"http://{url_host}:{bound_port}"
@@ -194,7 +197,7 @@ class Simulator:
             return _reply(self._control(method, path, query, body))
         for platform, prefix in PREFIXES.items():
             if path == prefix or path.startswith(prefix + "/"):
-                request = Request(method, path[len(prefix):] or "/", query, headers, body)
+                request = Request(method, path[len(prefix) :] or "/", query, headers, body)
                 return self._platform(platform, request)
         return _reply(Response.json(404, {"error": {"code": "not_found", "message": f"no platform at {path}"}}))
 
@@ -248,7 +251,7 @@ class Simulator:
                 return _control_error(400, str(err))
         if method != "POST":
             return _control_error(405, "use POST")
-        action = path[len("/_control/"):].strip("/")
+        action = path[len("/_control/") :].strip("/")
         try:
             if action in ("revoke", "restore"):
                 platform = (query.get("platform") or [""])[-1]

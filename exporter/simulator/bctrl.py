@@ -48,7 +48,9 @@ from exporter.simulator.world import AgentSpec, RunSpec, Store
 PLATFORM = "bctrl"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
-CATEGORIES = frozenset({"action", "agent", "browser", "network", "console", "captcha", "storage", "artifact", "recording", "system"})
+CATEGORIES = frozenset(
+    {"action", "agent", "browser", "network", "console", "captcha", "storage", "artifact", "recording", "system"}
+)
 LEVELS = frozenset({"summary", "debug"})
 RUN_STATUSES = frozenset({"pending", "running", "succeeded", "failed", "cancelled", "timed_out"})
 # normalised outcome -> severity of the run's end item
@@ -73,40 +75,129 @@ class Item:
 def items_of(run: RunSpec, agent: AgentSpec) -> list[Item]:
     """The run's whole activity timeline, in time order (stable)."""
     items = [
-        Item(run.start_ms, "system", "summary", "info", "run.started", "Run started", status="running",
-             data={"spaceId": agent.space_id}),
+        Item(
+            run.start_ms,
+            "system",
+            "summary",
+            "info",
+            "run.started",
+            "Run started",
+            status="running",
+            data={"spaceId": agent.space_id},
+        ),
     ]
     if agent.kind == "browser" and run.flavor & 1:
-        items.append(Item(run.start_ms + 1, "recording", "summary", "info", "recording.started", "Recording started",
-                          artifact_id=f"art_{run.run_id[4:16]}"))
+        items.append(
+            Item(
+                run.start_ms + 1,
+                "recording",
+                "summary",
+                "info",
+                "recording.started",
+                "Recording started",
+                artifact_id=f"art_{run.run_id[4:16]}",
+            )
+        )
     for i, ms in enumerate(run.marks):
-        items.append(Item(ms, "agent", "summary", "info", "agent.step", "Agent planned the next step",
-                          message=("Open the target page", "Find the submit button", "Verify the result")[i % 3]))
+        items.append(
+            Item(
+                ms,
+                "agent",
+                "summary",
+                "info",
+                "agent.step",
+                "Agent planned the next step",
+                message=("Open the target page", "Find the submit button", "Verify the result")[i % 3],
+            )
+        )
     for i, tool in enumerate(run.tools):
         group: JsonObject = {"command": tool.name}
-        items.append(Item(tool.start_ms, "action", "summary", "info", tool.name, f"{tool.name} started",
-                          status="running", command_id=tool.call_id, data=dict(group)))
+        items.append(
+            Item(
+                tool.start_ms,
+                "action",
+                "summary",
+                "info",
+                tool.name,
+                f"{tool.name} started",
+                status="running",
+                command_id=tool.call_id,
+                data=dict(group),
+            )
+        )
         debug = (run.flavor >> (2 + 2 * i)) & 3  # 0..3 debug items inside the command
         span = tool.end_ms - tool.start_ms
         for j in range(min(debug, 2)):
             ms = tool.start_ms + span * (j + 1) // 3
             if j == 0:
-                items.append(Item(ms, "network", "debug", "info", "network.request", "GET https://app.example.com/api/orders",
-                                  command_id=tool.call_id, data={**group, "status": 200}))
+                items.append(
+                    Item(
+                        ms,
+                        "network",
+                        "debug",
+                        "info",
+                        "network.request",
+                        "GET https://app.example.com/api/orders",
+                        command_id=tool.call_id,
+                        data={**group, "status": 200},
+                    )
+                )
             else:
-                items.append(Item(ms, "console", "debug", "warning", "console.warn", "Deprecated API used",
-                                  command_id=tool.call_id, data=dict(group)))
+                items.append(
+                    Item(
+                        ms,
+                        "console",
+                        "debug",
+                        "warning",
+                        "console.warn",
+                        "Deprecated API used",
+                        command_id=tool.call_id,
+                        data=dict(group),
+                    )
+                )
         done = {**group, "durationMs": span}
         if tool.failed:
-            items.append(Item(tool.end_ms, "action", "summary", "error", tool.name, f"{tool.name} failed", status="failed",
-                              message="Element not found: #submit", command_id=tool.call_id, data=done))
+            items.append(
+                Item(
+                    tool.end_ms,
+                    "action",
+                    "summary",
+                    "error",
+                    tool.name,
+                    f"{tool.name} failed",
+                    status="failed",
+                    message="Element not found: #submit",
+                    command_id=tool.call_id,
+                    data=done,
+                )
+            )
         else:
-            items.append(Item(tool.end_ms, "action", "summary", "info", tool.name, f"{tool.name} succeeded",
-                              status="succeeded", command_id=tool.call_id, data=done))
+            items.append(
+                Item(
+                    tool.end_ms,
+                    "action",
+                    "summary",
+                    "info",
+                    tool.name,
+                    f"{tool.name} succeeded",
+                    status="succeeded",
+                    command_id=tool.call_id,
+                    data=done,
+                )
+            )
     word = run.outcome
-    items.append(Item(run.end_ms, "system", "summary", _END_SEVERITY[word], f"run.{word}",
-                      f"Run {word.replace('_', ' ')}", status=word,
-                      message=None if word == "succeeded" else f"Run {word.replace('_', ' ')}"))
+    items.append(
+        Item(
+            run.end_ms,
+            "system",
+            "summary",
+            _END_SEVERITY[word],
+            f"run.{word}",
+            f"Run {word.replace('_', ' ')}",
+            status=word,
+            message=None if word == "succeeded" else f"Run {word.replace('_', ' ')}",
+        )
+    )
     items.sort(key=lambda item: item.ms)
     return items
 
@@ -176,8 +267,9 @@ class BctrlApi:
             agent = self._store.agents[run.agent]
             if len(parts) == 3:
                 response = Response.json(200, _render_run(run, agent, now_ms))
-                response.rewind = rewind_detail(response, run, now_ms, lambda r, at: _render_run(r, agent, at),
-                                                lambda item: item)
+                response.rewind = rewind_detail(
+                    response, run, now_ms, lambda r, at: _render_run(r, agent, at), lambda item: item
+                )
                 return response
             if parts[3] == "activity":
                 return self._activity(request, run, agent, now_ms)
@@ -236,8 +328,7 @@ class BctrlApi:
             return make_junk(_junk_run(rng, store.agents, at_ms), rng)
 
         response = Response.json(200, payload, Listing(key, ("data",), ("nextCursor",), junk))
-        response.rewind = rewind_list(response, shown, now_ms,
-                                      lambda r, at: _render_run(r, store.agents[r.agent], at))
+        response.rewind = rewind_list(response, shown, now_ms, lambda r, at: _render_run(r, store.agents[r.agent], at))
         return response
 
     def _activity(self, request: Request, run: RunSpec, agent: AgentSpec, now_ms: int) -> Response:
@@ -365,8 +456,13 @@ def _junk_item(rng: random.Random, agent: AgentSpec, at_ms: int) -> JunkShape:
     return JunkShape(
         item,
         time_paths=(("time",),),
-        unknown_enums={("category",): "telepathy", ("level",): "verbose", ("severity",): "critical",
-                       ("status",): "paused", ("runtimeKind",): "quantum"},
+        unknown_enums={
+            ("category",): "telepathy",
+            ("level",): "verbose",
+            ("severity",): "critical",
+            ("status",): "paused",
+            ("runtimeKind",): "quantum",
+        },
         wrong_types={("data",): ["not", "an", "object"], ("title",): 42, ("commandId",): [command]},
         required=(("runId",), ("category",), ("level",), ("severity",), ("time",), ("type",)),
     )

@@ -124,10 +124,12 @@ def pick_rewind(rng: random.Random, runs: Sequence[R], now_ms: int) -> tuple[R, 
     return run, run.start_ms + int(rng.random() * (run.end_ms - run.start_ms))
 
 
-def rewind_list(response: Response, runs: Sequence[R], now_ms: int,
-                render: Callable[[R, int], JsonObject]) -> Callable[[random.Random], bool]:
+def rewind_list(
+    response: Response, runs: Sequence[R], now_ms: int, render: Callable[[R, int], JsonObject]
+) -> Callable[[random.Random], bool]:
     """A `Response.rewind` for a list page whose items are `runs` (rendered
     by `render(run, at_ms)`): one qualifying run re-rendered at an earlier moment."""
+
     def rewind(rng: random.Random) -> bool:
         picked = pick_rewind(rng, runs, now_ms)
         listing = response.listing
@@ -139,19 +141,27 @@ def rewind_list(response: Response, runs: Sequence[R], now_ms: int,
             return False
         listing.set_items(response.payload, items)
         return True
+
     return rewind
 
 
-def rewind_detail(response: Response, run: R, now_ms: int, render: Callable[[R, int], JsonObject],
-                  wrap: Callable[[JsonObject], JsonValue]) -> Callable[[random.Random], bool]:
+def rewind_detail(
+    response: Response,
+    run: R,
+    now_ms: int,
+    render: Callable[[R, int], JsonObject],
+    wrap: Callable[[JsonObject], JsonValue],
+) -> Callable[[random.Random], bool]:
     """A `Response.rewind` for a single run: the whole payload becomes
     `wrap(render(run, at_ms))` when the run qualifies."""
+
     def rewind(rng: random.Random) -> bool:
         picked = pick_rewind(rng, [run], now_ms)
         if picked is None:
             return False
         response.payload = wrap(render(run, picked[1]))
         return True
+
     return rewind
 
 
@@ -216,23 +226,28 @@ def make_junk(shape: JunkShape, rng: random.Random) -> JsonObject:
             _set(item, path, copy.deepcopy(bad_id))  # type: ignore[arg-type]  # JSON, _MISSING excluded
     defects: list[Callable[[], None]] = [lambda: None]
     if shape.time_paths:
-        defects.append(lambda: _set(item, _choice(rng, shape.time_paths),
-                                    copy.deepcopy(_choice(rng, _GARBAGE_TIMES))))
+        defects.append(lambda: _set(item, _choice(rng, shape.time_paths), copy.deepcopy(_choice(rng, _GARBAGE_TIMES))))
     if shape.unknown_enums:
+
         def unknown_enum() -> None:
             path = _choice(rng, tuple(shape.unknown_enums))
             _set(item, path, shape.unknown_enums[path])
+
         defects.append(unknown_enum)
     if shape.wrong_types:
+
         def wrong_type() -> None:
             path = _choice(rng, tuple(shape.wrong_types))
             _set(item, path, copy.deepcopy(shape.wrong_types[path]))
+
         defects.append(wrong_type)
     if shape.required:
+
         def missing() -> None:
             for path in shape.required:
                 if rng.random() < 0.5:
                     _delete(item, path)
+
         defects.append(missing)
     _choice(rng, defects)()
     return item
@@ -247,7 +262,9 @@ def insert_junk(items: list[JsonValue], junk: JsonObject, rng: random.Random) ->
 def junk_hex(rng: random.Random, width: int) -> str:
     """`width` characters: "junk" and hex digits; never a real id's tail
     (real ids are pure hex or uuids)."""
-    return JUNK_MARK + "".join("0123456789abcdef"[int(rng.random() * 16)] for _ in range(max(0, width - len(JUNK_MARK))))
+    return JUNK_MARK + "".join(
+        "0123456789abcdef"[int(rng.random() * 16)] for _ in range(max(0, width - len(JUNK_MARK)))
+    )
 
 
 def junk_uuid(rng: random.Random) -> str:

@@ -13,19 +13,23 @@ from exporter.simulator.faults import FaultSpec
 PLATFORMS: tuple[str, ...] = ("runtools", "agent_activities", "bctrl", "runtype")
 
 # Path prefix under which each platform is served.
-PREFIXES: Mapping[str, str] = MappingProxyType({
-    "runtools": "/runtools",
-    "agent_activities": "/agent-activities",
-    "bctrl": "/bctrl",
-    "runtype": "/runtype",
-})
+PREFIXES: Mapping[str, str] = MappingProxyType(
+    {
+        "runtools": "/runtools",
+        "agent_activities": "/agent-activities",
+        "bctrl": "/bctrl",
+        "runtype": "/runtype",
+    }
+)
 
-DEFAULT_KEYS: Mapping[str, str] = MappingProxyType({
-    "runtools": "sim-runtools-key",  # sent as X-API-Key
-    "agent_activities": "sim-agent_activities-token",  # the others as Authorization: Bearer
-    "bctrl": "sim-bctrl-token",
-    "runtype": "sim-runtype-token",
-})
+DEFAULT_KEYS: Mapping[str, str] = MappingProxyType(
+    {
+        "runtools": "sim-runtools-key",  # sent as X-API-Key
+        "agent_activities": "sim-agent_activities-token",  # the others as Authorization: Bearer
+        "bctrl": "sim-bctrl-token",
+        "runtype": "sim-runtype-token",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

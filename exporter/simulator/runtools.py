@@ -31,7 +31,16 @@ from exporter.simulator.cursors import decode_cursor, encode_cursor
 from exporter.simulator.hostile import JunkShape, junk_hex, make_junk
 from exporter.simulator.timefmt import ceil_ms, iso_ms_z, parse_iso_us
 from exporter.simulator.truth import EventKey, FinishedRuns, event_counts, run_record, tool_records
-from exporter.simulator.wire import BadRequest, JsonObject, JsonValue, Listing, NotFound, Request, Response, vendor_error
+from exporter.simulator.wire import (
+    BadRequest,
+    JsonObject,
+    JsonValue,
+    Listing,
+    NotFound,
+    Request,
+    Response,
+    vendor_error,
+)
 from exporter.simulator.world import MAX_FEED_PER_RUN, AgentSpec, RunSpec, Store
 
 PLATFORM = "runtools"
@@ -131,35 +140,112 @@ def feed_times(run: RunSpec, agent: AgentSpec) -> list[int]:
 def event_at(run: RunSpec, agent: AgentSpec, entry: tuple[int, int, int]) -> Event:
     ms, kind, i = entry
     if kind == _RUN_STARTED:
-        return Event(ms, "agent.run.started", "agent", agent.id, "info", "started",
-                     "Agent run started", f"{agent.id} started a run", True)
+        return Event(
+            ms,
+            "agent.run.started",
+            "agent",
+            agent.id,
+            "info",
+            "started",
+            "Agent run started",
+            f"{agent.id} started a run",
+            True,
+        )
     if kind == _SANDBOX:
         sandbox = "sbx_" + run.run_id[8:20]
-        return Event(ms, "sandbox.created", "sandbox", sandbox, "info", "created",
-                     "Sandbox created", f"Sandbox {sandbox} created", False, sandbox_id=sandbox)
+        return Event(
+            ms,
+            "sandbox.created",
+            "sandbox",
+            sandbox,
+            "info",
+            "created",
+            "Sandbox created",
+            f"Sandbox {sandbox} created",
+            False,
+            sandbox_id=sandbox,
+        )
     if kind == _MESSAGE:
         warning = (run.flavor >> (4 + 3 * i)) & 7 == 0
-        return Event(ms, "agent.message.added", "thread", thread_id(run), "warning" if warning else "info", "added",
-                     "Message added", "Context window nearly full" if warning else "Assistant message added", True)
+        return Event(
+            ms,
+            "agent.message.added",
+            "thread",
+            thread_id(run),
+            "warning" if warning else "info",
+            "added",
+            "Message added",
+            "Context window nearly full" if warning else "Assistant message added",
+            True,
+        )
     if kind == _TOOL_STARTED:
         tool = run.tools[i]
-        return Event(ms, "tool.call.started", "tool", tool.call_id, "info", "started",
-                     "Tool call started", f"{tool.name} started", True, tool_slug=tool.name)
+        return Event(
+            ms,
+            "tool.call.started",
+            "tool",
+            tool.call_id,
+            "info",
+            "started",
+            "Tool call started",
+            f"{tool.name} started",
+            True,
+            tool_slug=tool.name,
+        )
     if kind == _TOOL_ENDED:
         tool = run.tools[i]
         if tool.failed:
-            return Event(ms, "tool.call.failed", "tool", tool.call_id, "error", "failed",
-                         "Tool call failed", f"{tool.name} failed: upstream returned 502", True, tool_slug=tool.name)
-        return Event(ms, "tool.call.completed", "tool", tool.call_id, "info", "completed",
-                     "Tool call completed", f"{tool.name} completed", True, tool_slug=tool.name)
+            return Event(
+                ms,
+                "tool.call.failed",
+                "tool",
+                tool.call_id,
+                "error",
+                "failed",
+                "Tool call failed",
+                f"{tool.name} failed: upstream returned 502",
+                True,
+                tool_slug=tool.name,
+            )
+        return Event(
+            ms,
+            "tool.call.completed",
+            "tool",
+            tool.call_id,
+            "info",
+            "completed",
+            "Tool call completed",
+            f"{tool.name} completed",
+            True,
+            tool_slug=tool.name,
+        )
     if kind == _RUN_ENDED:
         word, severity = _TERMINAL[run.outcome]
         text = word.replace("_", " ")
-        return Event(ms, f"agent.run.{word}", "agent", agent.id, severity, word,
-                     f"Agent run {text}", f"{agent.id} run {text}", True)
+        return Event(
+            ms,
+            f"agent.run.{word}",
+            "agent",
+            agent.id,
+            severity,
+            word,
+            f"Agent run {text}",
+            f"{agent.id} run {text}",
+            True,
+        )
     workspace = f"ws_{run.flavor % 3 + 1:04d}"
-    return Event(ms, "workspace.updated", "workspace", workspace, "info", "updated",
-                 "Workspace updated", f"Workspace {workspace} files updated", False, workspace_id=workspace)
+    return Event(
+        ms,
+        "workspace.updated",
+        "workspace",
+        workspace,
+        "info",
+        "updated",
+        "Workspace updated",
+        f"Workspace {workspace} files updated",
+        False,
+        workspace_id=workspace,
+    )
 
 
 def _matches(event: Event, run: RunSpec, agent: AgentSpec, query: dict[str, str]) -> bool:
@@ -296,6 +382,7 @@ class RuntoolsApi:
         }
         # The listing is the query, wherever it came from (parameters or cursor).
         key = f"{PLATFORM} {request.path.rstrip('/')} {json.dumps(query, sort_keys=True)}"
+
         def junk(rng: random.Random) -> JsonObject:
             return make_junk(_junk_shape(rng, [a.id for a in store.agents], last_ms), rng)
 
@@ -364,15 +451,26 @@ def _junk_shape(rng: random.Random, agents: list[str], at_ms: int) -> JunkShape:
     run_id = "run_" + junk_hex(rng, 16)
     if rng.random() < 0.5:
         item: JsonObject = {
-            "id": "act_" + junk_hex(rng, 18), "resourceType": "agent", "resourceId": agent,
-            "eventType": "agent.run.completed", "severity": "info", "status": "completed",
-            "title": "Agent run completed", "summary": f"{agent} run completed",
+            "id": "act_" + junk_hex(rng, 18),
+            "resourceType": "agent",
+            "resourceId": agent,
+            "eventType": "agent.run.completed",
+            "severity": "info",
+            "status": "completed",
+            "title": "Agent run completed",
+            "summary": f"{agent} run completed",
         }
     else:
         item = {
-            "id": "act_" + junk_hex(rng, 18), "resourceType": "tool", "resourceId": "tc_" + junk_hex(rng, 12),
-            "eventType": "tool.call.failed", "severity": "error", "status": "failed",
-            "title": "Tool call failed", "summary": "web_search failed: upstream returned 502", "toolSlug": "web_search",
+            "id": "act_" + junk_hex(rng, 18),
+            "resourceType": "tool",
+            "resourceId": "tc_" + junk_hex(rng, 12),
+            "eventType": "tool.call.failed",
+            "severity": "error",
+            "status": "failed",
+            "title": "Tool call failed",
+            "summary": "web_search failed: upstream returned 502",
+            "toolSlug": "web_search",
         }
     item.update({"threadId": "thr_" + run_id[4:16], "agentRunId": run_id, "occurredAt": iso_ms_z(at_ms)})
     return JunkShape(

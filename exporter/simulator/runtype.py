@@ -132,8 +132,10 @@ class RuntypeApi:
             ]
             out["finalOutput"] = "Done: 3 owners notified." if ended and run.outcome == "succeeded" else None
             out["errorMessage"] = (
-                f"{run.tools[-1].name} failed" if run.tools and run.tools[-1].failed else "Model returned an error"
-            ) if ended and run.outcome == "failed" else None
+                (f"{run.tools[-1].name} failed" if run.tools and run.tools[-1].failed else "Model returned an error")
+                if ended and run.outcome == "failed"
+                else None
+            )
             out["model"] = agent.model
         return out
 
@@ -173,8 +175,9 @@ class RuntypeApi:
         run = self._own_execution(agent, parts[4], now_ms)
         if len(parts) == 5:
             response = Response.json(200, {"data": self._execution(run, now_ms, detail=True)})
-            response.rewind = rewind_detail(response, run, now_ms, lambda r, at: self._execution(r, at, detail=True),
-                                            lambda item: {"data": item})
+            response.rewind = rewind_detail(
+                response, run, now_ms, lambda r, at: self._execution(r, at, detail=True), lambda item: {"data": item}
+            )
             return response
         if parts[5] != "tool-calls" or len(parts) > 7:
             raise NotFound(f"no route for {request.path}")
@@ -213,7 +216,9 @@ class RuntypeApi:
         page = _paginate(request, agent_ids, _finder(agent_ids), None)
         data: list[JsonValue] = [self._agent(agents[i]) for i in page.indices]
         key = listing_key(PLATFORM, request, skip=("cursor",))
-        return Response.json(200, {"data": data, "pagination": page.pagination}, Listing(key, ("data",), ("pagination", "nextCursor")))
+        return Response.json(
+            200, {"data": data, "pagination": page.pagination}, Listing(key, ("data",), ("pagination", "nextCursor"))
+        )
 
     def _own_execution(self, agent: int, execution_id: str, now_ms: int) -> RunSpec:
         run = self._visible(execution_id, now_ms)
@@ -339,8 +344,12 @@ def _junk_execution(rng: random.Random, agent: AgentSpec, at_ms: int) -> JunkSha
         id_paths=(("id",), ("executionId",)),
         time_paths=(("startedAt",), ("completedAt",), ("createdAt",)),
         unknown_enums={("status",): "paused", ("surfaceType",): "carrier_pigeon"},
-        wrong_types={("totalCost",): ["0.0123"], ("totalTokens",): "many", ("iterations",): "three",
-                     ("parentExecutionId",): {"id": execution_id}},
+        wrong_types={
+            ("totalCost",): ["0.0123"],
+            ("totalTokens",): "many",
+            ("iterations",): "three",
+            ("parentExecutionId",): {"id": execution_id},
+        },
         required=(("status",), ("createdAt",), ("agentId",)),
     )
 

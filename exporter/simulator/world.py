@@ -132,77 +132,96 @@ _AGENT_NAMES = (
     "data-cleaner",
 )
 
-PROFILES: Mapping[str, Profile] = MappingProxyType({
-    "runtools": Profile(
-        platform="runtools",
-        outcomes=(0.78, 0.12, 0.05, 0.05),
-        start_delay_ms=(0, 0),  # the feed has no queued state
-        run_id=_hex("run_", 64),
-        tool_id=_hex("tc_", 48),
-        agent_id=lambda rng, i: _AGENT_NAMES[i % len(_AGENT_NAMES)] + (f"-{i // len(_AGENT_NAMES) + 1}" if i >= len(_AGENT_NAMES) else ""),
-        names=_AGENT_NAMES,
-        tool_sets={
-            "agent": (
-                "web_search",
-                "read_file",
-                "write_file",
-                "send_email",
-                "query_db",
-                "browser.click",
-                "github.create_issue",
-                "slack.post_message",
-            )
-        },
-    ),
-    "agent_activities": Profile(
-        platform="agent_activities",
-        outcomes=(0.80, 0.12, 0.08, 0.0),  # no timed-out state on this platform
-        start_delay_ms=(0, 1500),
-        run_id=_uuid4,
-        tool_id=None,
-        agent_id=lambda rng, i: _uuid4(rng),
-        names=("Billing inbox", "Sales follow-up", "HR helpdesk", "IT requests", "Vendor onboarding", "Legal intake"),
-        tool_sets={
-            "agent": (
-                "read_entity",
-                "search_knowledge_base",
-                "lookup_customer",
-                "send_email",
-                "create_ticket",
-                "update_record",
-                "post_message",
-            )
-        },
-        sandbox_prob=0.2,
-    ),
-    "bctrl": Profile(
-        platform="bctrl",
-        outcomes=(0.76, 0.12, 0.06, 0.06),
-        start_delay_ms=(0, 800),
-        run_id=_hex("run_", 80),
-        tool_id=_hex("cmd_", 48),
-        agent_id=lambda rng, i: f"rt_{rng.getrandbits(64):016x}",
-        names=("checkout-bot", "price-watcher", "form-filler", "report-exporter", "ledger-sync", "crm-updater"),
-        tool_sets={
-            "browser": ("browser.goto", "browser.click", "browser.type", "browser.extract", "browser.screenshot"),
-            "desktop": ("desktop.open_app", "desktop.click", "desktop.type", "desktop.screenshot"),
-            "spreadsheet": ("sheet.read_range", "sheet.write_range", "sheet.add_formula"),
-        },
-    ),
-    "runtype": Profile(
-        platform="runtype",
-        outcomes=(0.78, 0.12, 0.05, 0.05),
-        start_delay_ms=(0, 2000),
-        run_id=_hex("exec_", 64),
-        tool_id=_hex("tc_", 64),
-        agent_id=lambda rng, i: f"agent_{rng.getrandbits(40):010x}",
-        names=("Support Concierge", "Market Researcher", "SQL Analyst", "Release Notes Writer", "Churn Predictor", "Travel Planner"),
-        tool_sets={
-            "agent": ("web_search", "query_db", "http_request", "send_email", "code_interpreter", "read_file"),
-        },
-        subagent_prob=0.25,
-    ),
-})
+PROFILES: Mapping[str, Profile] = MappingProxyType(
+    {
+        "runtools": Profile(
+            platform="runtools",
+            outcomes=(0.78, 0.12, 0.05, 0.05),
+            start_delay_ms=(0, 0),  # the feed has no queued state
+            run_id=_hex("run_", 64),
+            tool_id=_hex("tc_", 48),
+            agent_id=lambda rng, i: (
+                _AGENT_NAMES[i % len(_AGENT_NAMES)]
+                + (f"-{i // len(_AGENT_NAMES) + 1}" if i >= len(_AGENT_NAMES) else "")
+            ),
+            names=_AGENT_NAMES,
+            tool_sets={
+                "agent": (
+                    "web_search",
+                    "read_file",
+                    "write_file",
+                    "send_email",
+                    "query_db",
+                    "browser.click",
+                    "github.create_issue",
+                    "slack.post_message",
+                )
+            },
+        ),
+        "agent_activities": Profile(
+            platform="agent_activities",
+            outcomes=(0.80, 0.12, 0.08, 0.0),  # no timed-out state on this platform
+            start_delay_ms=(0, 1500),
+            run_id=_uuid4,
+            tool_id=None,
+            agent_id=lambda rng, i: _uuid4(rng),
+            names=(
+                "Billing inbox",
+                "Sales follow-up",
+                "HR helpdesk",
+                "IT requests",
+                "Vendor onboarding",
+                "Legal intake",
+            ),
+            tool_sets={
+                "agent": (
+                    "read_entity",
+                    "search_knowledge_base",
+                    "lookup_customer",
+                    "send_email",
+                    "create_ticket",
+                    "update_record",
+                    "post_message",
+                )
+            },
+            sandbox_prob=0.2,
+        ),
+        "bctrl": Profile(
+            platform="bctrl",
+            outcomes=(0.76, 0.12, 0.06, 0.06),
+            start_delay_ms=(0, 800),
+            run_id=_hex("run_", 80),
+            tool_id=_hex("cmd_", 48),
+            agent_id=lambda rng, i: f"rt_{rng.getrandbits(64):016x}",
+            names=("checkout-bot", "price-watcher", "form-filler", "report-exporter", "ledger-sync", "crm-updater"),
+            tool_sets={
+                "browser": ("browser.goto", "browser.click", "browser.type", "browser.extract", "browser.screenshot"),
+                "desktop": ("desktop.open_app", "desktop.click", "desktop.type", "desktop.screenshot"),
+                "spreadsheet": ("sheet.read_range", "sheet.write_range", "sheet.add_formula"),
+            },
+        ),
+        "runtype": Profile(
+            platform="runtype",
+            outcomes=(0.78, 0.12, 0.05, 0.05),
+            start_delay_ms=(0, 2000),
+            run_id=_hex("exec_", 64),
+            tool_id=_hex("tc_", 64),
+            agent_id=lambda rng, i: f"agent_{rng.getrandbits(40):010x}",
+            names=(
+                "Support Concierge",
+                "Market Researcher",
+                "SQL Analyst",
+                "Release Notes Writer",
+                "Churn Predictor",
+                "Travel Planner",
+            ),
+            tool_sets={
+                "agent": ("web_search", "query_db", "http_request", "send_email", "code_interpreter", "read_file"),
+            },
+            subagent_prob=0.25,
+        ),
+    }
+)
 
 _BCTRL_KINDS = ("browser", "desktop", "spreadsheet")
 _MODELS = ("gpt-4o-mini", "claude-3-5-sonnet", "gpt-4.1", "gemini-1.5-pro")

@@ -273,8 +273,12 @@ class AgentActivitiesSource(PlatformSource):
             window = cast(dict[str, object] | None, st.get("window"))
             if window is None:
                 since = watermark - self._lookback
-                window = {"from": since.isoformat(), "to": max(ctx.now, since).isoformat(), "page": 1,
-                          "per_page": None}  # stored with the first page read, not before
+                window = {
+                    "from": since.isoformat(),
+                    "to": max(ctx.now, since).isoformat(),
+                    "page": 1,
+                    "per_page": None,
+                }  # stored with the first page read, not before
             for batch, new in self._read_window(ctx, uid, st, window, agents, asked):
                 found = found or new
                 yield batch
@@ -433,8 +437,11 @@ class AgentActivitiesSource(PlatformSource):
                 self._export(batch, run, completed)
             else:  # never seen finished: nothing to export it from; max_open_age ends it
                 batch.open_upserts[run_id] = OpenRun(
-                    run_id=run_id, agent=open_run.agent, opened_at=open_run.opened_at,
-                    data={**open_run.data, "recheck": RECHECK_GONE}, finished=True,
+                    run_id=run_id,
+                    agent=open_run.agent,
+                    opened_at=open_run.opened_at,
+                    data={**open_run.data, "recheck": RECHECK_GONE},
+                    finished=True,
                 )
             return
         _count(batch, "run_detail")
@@ -468,8 +475,9 @@ class AgentActivitiesSource(PlatformSource):
             guard.check(str(meta_page))
             guard.check_page(items)
             batch = Batch()
-            for listed in parse_each(self.name, items, lambda item: parse_listed(self.name, item), batch,
-                                     "inflight_run"):
+            for listed in parse_each(
+                self.name, items, lambda item: parse_listed(self.name, item), batch, "inflight_run"
+            ):
                 if listed.finished or ctx.state.is_seen(f"run:{listed.run_id}"):
                     continue  # ended meanwhile: the completed window has it
                 listed_ids.add(listed.run_id)
@@ -485,8 +493,11 @@ class AgentActivitiesSource(PlatformSource):
                 # polls rather than wait for a completed window that may be
                 # behind the watermark already.
                 batch.open_upserts[open_run.run_id] = OpenRun(
-                    run_id=open_run.run_id, agent=uid, opened_at=open_run.opened_at,
-                    data={**open_run.data, "recheck": RECHECK_LEFT_INFLIGHT}, finished=True,
+                    run_id=open_run.run_id,
+                    agent=uid,
+                    opened_at=open_run.opened_at,
+                    data={**open_run.data, "recheck": RECHECK_LEFT_INFLIGHT},
+                    finished=True,
                 )
         if batch.open_upserts:
             yield batch
@@ -764,7 +775,7 @@ def _sandbox_attributes(output: object) -> list[tuple[str, AttrValue]]:
     have done in a sandbox run; recorded as such, never as a real effect."""
     if not isinstance(output, dict) or output.get("sandbox") is not True:
         return []
-    verbs = sorted(k[len("would_"):] for k in output if isinstance(k, str) and k.startswith("would_") and len(k) > 6)
+    verbs = sorted(k[len("would_") :] for k in output if isinstance(k, str) and k.startswith("would_") and len(k) > 6)
     if not verbs:
         return [("agent_activity.sandbox", True)]
     return [("agent_activity.sandbox", True), ("agent_activity.sandbox.would", ",".join(verbs))]
@@ -805,8 +816,11 @@ def _token_usage(value: object, run_id: str, rejects: list[Rejected]) -> tuple[i
         return None, None, cast(int, value)
     if isinstance(value, dict):
         counts: list[int | None] = []
-        for names in (("input_tokens", "prompt_tokens"), ("output_tokens", "completion_tokens"),
-                      ("total_tokens", "total")):
+        for names in (
+            ("input_tokens", "prompt_tokens"),
+            ("output_tokens", "completion_tokens"),
+            ("total_tokens", "total"),
+        ):
             found = next((value[n] for n in names if value.get(n) is not None), None)
             if found is not None and not _is_count(found):
                 break

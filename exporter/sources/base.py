@@ -257,9 +257,7 @@ def grouped(batches: Iterable[Batch], changes: int = GROUP_CHANGES) -> Iterator[
         yield pending
 
 
-def parse_each(
-    source: str, items: object, parse: Callable[[object], T], batch: Batch, kind: str
-) -> Iterator[T]:
+def parse_each(source: str, items: object, parse: Callable[[object], T], batch: Batch, kind: str) -> Iterator[T]:
     """Parse a page's items, rejecting (counting and skipping) the bad ones."""
     if not isinstance(items, list):
         raise BadResponseError(source, "page items are not a list")

@@ -102,10 +102,23 @@ TOOL_NAME_KEYS = ("type", "title")  # type is a bounded identifier; title is fre
 UNKNOWN_AGENT = "unknown"
 
 # Compact activity item as held in an open run's data (a JSON list).
-(I_ID, I_TIME, I_CATEGORY, I_LEVEL, I_SEVERITY, I_STATUS, I_TITLE, I_TYPE, I_MESSAGE, I_COMMAND,
- I_CORRELATION, I_CONTEXT, I_PAGE, I_ARTIFACT) = range(14)
+(
+    I_ID,
+    I_TIME,
+    I_CATEGORY,
+    I_LEVEL,
+    I_SEVERITY,
+    I_STATUS,
+    I_TITLE,
+    I_TYPE,
+    I_MESSAGE,
+    I_COMMAND,
+    I_CORRELATION,
+    I_CONTEXT,
+    I_PAGE,
+    I_ARTIFACT,
+) = range(14)
 Item = list[object]
-
 
 
 def _known(value: str | None, allowed: frozenset[str]) -> str:

@@ -481,8 +481,10 @@ class _Poll:
                 raise  # a configured agent that does not exist is a configuration error
             # Deleted since the agent list was read: set it aside like an
             # agent that left the list (the next listing decides).
-            log.info("agent not found (HTTP 404): not read until it is listed again",
-                     extra={"source": self.s.name, "record_id": agent_id})
+            log.info(
+                "agent not found (HTTP 404): not read until it is listed again",
+                extra={"source": self.s.name, "record_id": agent_id},
+            )
             self.agents[agent_id]["missing_since"] = self.ctx.now.isoformat()
             self.listed_at = (self.ctx.now - AGENT_REFRESH).isoformat()  # re-list on the next poll
             batch = Batch()
@@ -520,8 +522,9 @@ class _Poll:
         (each may have cost requests: a failure later in the page keeps
         them); the last batch carries the checkpoint past the page."""
         batch = Batch()
-        parsed = list(parse_each(self.s.name, items, lambda i: parse_execution(self.s.name, i, agent_id), batch,
-                                 "execution"))
+        parsed = list(
+            parse_each(self.s.name, items, lambda i: parse_execution(self.s.name, i, agent_id), batch, "execution")
+        )
         # First learn every parent link on the page (a child is listed before
         # its parent: newest first), then handle each execution.
         for x in parsed:
@@ -578,8 +581,9 @@ class _Poll:
         tool_calls = self.s._read_tool_calls(x.agent_id, x.id, batch) if self.s._tool_calls else ()
         run = self.s._build_run(x, root=root, name=name, tool_calls=tool_calls, unresolved=unresolved)
         for field_name, reason in x.problems:
-            batch.rejected.append(Rejected(reason=reason, record_id=x.id,
-                                           detail=f"{field_name} does not parse: run kept without it"))
+            batch.rejected.append(
+                Rejected(reason=reason, record_id=x.id, detail=f"{field_name} does not parse: run kept without it")
+            )
         batch.runs.append(run)
         batch.seen_add[key] = created
         batch.open_upserts.pop(x.id, None)
@@ -618,8 +622,9 @@ class _Poll:
             if parent is None:  # not found anywhere
                 break
             cur, via_agent = parent, agent or via_agent
-        log.info("could not follow a sub-agent chain to its top-level run", extra={"source": self.s.name,
-                                                                                   "record_id": x.id})
+        log.info(
+            "could not follow a sub-agent chain to its top-level run", extra={"source": self.s.name, "record_id": x.id}
+        )
         return cur, True
 
     def _lookup(self, batch: Batch, exec_id: str, via_agent: str) -> tuple[str | None, str | None, str | None]:
@@ -685,8 +690,10 @@ class _Poll:
             if self.ctx.state.is_seen(f"run:{open_run.run_id}"):
                 batch.open_deletes.add(open_run.run_id)  # exported already: nothing to re-read
             elif (detail := self.s._detail(old.agent_id, old.id)) is None:  # gone at the platform: give it up now
-                log.info("open execution not found (HTTP 404): exported as incomplete",
-                         extra={"source": self.s.name, "record_id": old.id})
+                log.info(
+                    "open execution not found (HTTP 404): exported as incomplete",
+                    extra={"source": self.s.name, "record_id": old.id},
+                )
                 batch.runs.append(self.s.expire(open_run, self.ctx.now))
                 batch.open_deletes.add(open_run.run_id)
                 batch.seen_add[f"run:{open_run.run_id}"] = old.created_at.timestamp()

@@ -23,10 +23,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(path: Path, sources: list[dict[str, object]], *, port: int, traces: dict[str, object],
-                 **top: object) -> Path:
-    config = {"listen": f"127.0.0.1:{port}", "state": {"path": str(path.parent / "state.db")},
-              "traces": traces, "sources": sources, **top}
+def write_config(
+    path: Path, sources: list[dict[str, object]], *, port: int, traces: dict[str, object], **top: object
+) -> Path:
+    config = {
+        "listen": f"127.0.0.1:{port}",
+        "state": {"path": str(path.parent / "state.db")},
+        "traces": traces,
+        "sources": sources,
+        **top,
+    }
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -43,7 +49,9 @@ class ExporterProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "exporter", "run", "-c", str(self.config), "--log-level", "debug"],
-                stdout=out, stderr=out, env=self.env,
+                stdout=out,
+                stderr=out,
+                env=self.env,
             )
         wait_for(self._ready, timeout=30, what="/readyz")
         return self
@@ -83,8 +91,9 @@ def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], fl
     return out
 
 
-def by_label(metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str,
-             **match: str) -> dict[str, float]:
+def by_label(
+    metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, label: str, **match: str
+) -> dict[str, float]:
     """Sum of the samples of `name` matching `match`, by the value of `label`;
     zero-valued series are left out."""
     out: dict[str, float] = {}

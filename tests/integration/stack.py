@@ -41,8 +41,10 @@ DASHBOARDS = ROOT / "dashboards"
 def require_program(name: str, install: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.fail(f"{name} is not installed: run `bash {install}` (`bash scripts/test.sh` runs it before the tests)",
-                    pytrace=False)
+        pytest.fail(
+            f"{name} is not installed: run `bash {install}` (`bash scripts/test.sh` runs it before the tests)",
+            pytrace=False,
+        )
     return path
 
 
@@ -91,11 +93,17 @@ class Prometheus:
         workdir.mkdir(parents=True, exist_ok=True)
         self.config_file = workdir / "prometheus.yml"
         self.config_file.write_text(yaml.safe_dump(config, sort_keys=False))
-        self.process = Process([
-            binary, f"--config.file={self.config_file}", f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{self.port}", "--enable-feature=exemplar-storage",
-            "--log.level=warn",
-        ], workdir / "prometheus.log")
+        self.process = Process(
+            [
+                binary,
+                f"--config.file={self.config_file}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--enable-feature=exemplar-storage",
+                "--log.level=warn",
+            ],
+            workdir / "prometheus.log",
+        )
 
     def start(self) -> Prometheus:
         self.process.start()
@@ -157,8 +165,11 @@ def phoenix_executable() -> Path:
         venv = ROOT / venv
     executable = venv / "bin" / "phoenix"
     if not executable.exists():
-        pytest.fail(f"Arize Phoenix is not installed at {venv}: run `bash scripts/install-phoenix.sh` "
-                    "(`bash scripts/test.sh` runs it before the tests)", pytrace=False)
+        pytest.fail(
+            f"Arize Phoenix is not installed at {venv}: run `bash scripts/install-phoenix.sh` "
+            "(`bash scripts/test.sh` runs it before the tests)",
+            pytrace=False,
+        )
     return executable
 
 
@@ -172,8 +183,11 @@ class Phoenix:
         workdir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "PHOENIX_HOST": "127.0.0.1", "PHOENIX_PORT": str(self.port), "PHOENIX_GRPC_PORT": str(grpc_port),
-            "PHOENIX_SQL_DATABASE_URL": "sqlite:///:memory:", "PHOENIX_TELEMETRY_ENABLED": "false",
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_GRPC_PORT": str(grpc_port),
+            "PHOENIX_SQL_DATABASE_URL": "sqlite:///:memory:",
+            "PHOENIX_TELEMETRY_ENABLED": "false",
             "PHOENIX_WORKING_DIR": str(workdir),
         }
         self.process = Process([str(executable), "serve"], workdir / "phoenix.log", env=env, cwd=workdir)
@@ -199,8 +213,11 @@ class Phoenix:
         cursor: str | None = None
         while True:
             params: dict[str, object] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
-            response = httpx.get(f"{self.url}/v1/projects/{project}/spans/otlpv1", params=params,  # type: ignore[arg-type]
-                                 timeout=30)
+            response = httpx.get(
+                f"{self.url}/v1/projects/{project}/spans/otlpv1",
+                params=params,  # type: ignore[arg-type]
+                timeout=30,
+            )
             if response.status_code == 404:
                 return []  # the project exists only once its first span is stored
             response.raise_for_status()
@@ -253,8 +270,9 @@ def variable_expressions() -> list[Expression]:
             query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
             match = LABEL_VALUES.match(query)
             assert match, f"{name}: variable {var['name']}: only label_values(selector, label) is supported: {query}"
-            out.append(Expression(f"{name}: variable ${var['name']}",
-                                  f"count by ({match['label']}) ({match['selector']})"))
+            out.append(
+                Expression(f"{name}: variable ${var['name']}", f"count by ({match['label']}) ({match['selector']})")
+            )
     return out
 
 
@@ -370,7 +388,9 @@ class BreakingProxy:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("authorization", "x-api-key", "accept")}
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() in ("authorization", "x-api-key", "accept")
+                }
                 upstream = proxy._client.get(proxy.upstream + self.path, headers=headers)
                 body = upstream.content
                 if upstream.status_code == 200 and "/v1/activity" in self.path:

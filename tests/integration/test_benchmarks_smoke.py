@@ -14,8 +14,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.run", "--smoke", "--json", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.loads(out.read_text())
 
@@ -51,11 +56,17 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
 def test_the_profile_modes_still_run() -> None:
     """`benchmarks.profile --phases` and `--headroom` (the tools the tuning
     is steered by) on a tiny history: every stage and figure is reported."""
-    for mode, expected in (("--phases", ("HTTP GET + json.loads", "convert: spans (protobuf)", "us per event")),
-                           ("--headroom", ("garbage collector during the poll", "JSON run row",
-                                           "pickle.loads of parsed events"))):
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.profile", "--platform", "runtools", "--history", "200",
-                               mode], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    for mode, expected in (
+        ("--phases", ("HTTP GET + json.loads", "convert: spans (protobuf)", "us per event")),
+        ("--headroom", ("garbage collector during the poll", "JSON run row", "pickle.loads of parsed events")),
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "benchmarks.profile", "--platform", "runtools", "--history", "200", mode],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-5000:]
         for text in expected:
             assert text in proc.stdout, (mode, text, proc.stdout)

@@ -15,8 +15,13 @@ GOOD_SOURCE = {"name": "feed", "type": "runtools", "base_url": "http://127.0.0.1
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def write(tmp_path: Path, config: dict[str, object]) -> str:
@@ -47,7 +52,10 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, change: dict[str, obj
 
 
 def test_check_config_prints_resolved_config_without_secrets(tmp_path: Path) -> None:
-    config = {"sources": [{**GOOD_SOURCE, "api_key": "${FEED_KEY}"}], "traces": {"headers": {"authorization": "Bearer tok-secret-1"}}}
+    config = {
+        "sources": [{**GOOD_SOURCE, "api_key": "${FEED_KEY}"}],
+        "traces": {"headers": {"authorization": "Bearer tok-secret-1"}},
+    }
     result = cli("check-config", "-c", write(tmp_path, config), env={"FEED_KEY": "k3y-from-env-777"})
     assert result.returncode == 0, result.stderr
     printed = yaml.safe_load(result.stdout)
@@ -57,8 +65,11 @@ def test_check_config_prints_resolved_config_without_secrets(tmp_path: Path) -> 
 
 def test_once_exits_1_when_a_source_fails_and_never_prints_its_key(tmp_path: Path) -> None:
     # Port 9 on loopback: nothing listens, the connection is refused.
-    config = {"listen": "127.0.0.1:0", "state": {"path": str(tmp_path / "s.db")},
-              "sources": [{**GOOD_SOURCE, "timeout": "1s"}]}
+    config = {
+        "listen": "127.0.0.1:0",
+        "state": {"path": str(tmp_path / "s.db")},
+        "sources": [{**GOOD_SOURCE, "timeout": "1s"}],
+    }
     result = cli("once", "-c", write(tmp_path, config), "--log-level", "debug")
     assert result.returncode == 1
     assert "source is down" in result.stderr and "k3y-s3cret-value" not in result.stderr

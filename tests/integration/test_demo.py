@@ -22,17 +22,23 @@ def run_statuses(url: str) -> set[str]:
         text = httpx.get(f"{url}/metrics", timeout=2).text
     except httpx.TransportError:
         return set()
-    return {s.labels["status"] for f in text_string_to_metric_families(text) for s in f.samples
-            if s.name == "agent_runs_total" and s.value > 0}
+    return {
+        s.labels["status"]
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "agent_runs_total" and s.value > 0
+    }
 
 
 def test_demo_shows_runs_of_several_statuses_and_writes_traces(tmp_path: Path) -> None:
     port = free_port()
     log = (tmp_path / "demo.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "exporter", "demo", "--port", str(port)], cwd=tmp_path,
-                            stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter", "demo", "--port", str(port)], cwd=tmp_path, stdout=log, stderr=log
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def ready() -> bool:
             assert proc.poll() is None, (tmp_path / "demo.log").read_text()
             try:
@@ -42,12 +48,19 @@ def test_demo_shows_runs_of_several_statuses_and_writes_traces(tmp_path: Path) -
 
         wait_for(ready, timeout=30, what="demo /readyz")
         # Within two poll intervals of being ready.
-        statuses = wait_for(lambda: len(run_statuses(url)) >= 3 and run_statuses(url),
-                            timeout=2 * DEMO_INTERVAL, interval=0.5, what="agent_runs_total for several statuses")
+        statuses = wait_for(
+            lambda: len(run_statuses(url)) >= 3 and run_statuses(url),
+            timeout=2 * DEMO_INTERVAL,
+            interval=0.5,
+            what="agent_runs_total for several statuses",
+        )
         assert {"succeeded", "failed"} <= statuses
         traces = tmp_path / ".demo" / "traces.jsonl"
-        first = wait_for(lambda: traces.exists() and traces.read_text().splitlines(), timeout=2 * DEMO_INTERVAL,
-                         what="traces written")
+        first = wait_for(
+            lambda: traces.exists() and traces.read_text().splitlines(),
+            timeout=2 * DEMO_INTERVAL,
+            what="traces written",
+        )
         request = json.loads(first[0])
         span = request["resourceSpans"][0]["scopeSpans"][0]["spans"][0]
         assert len(span["traceId"]) == 32 and span["name"].startswith(("invoke_agent", "execute_tool"))

@@ -57,8 +57,14 @@ def sources(sim: Simulator) -> list[dict[str, object]]:
     common = {"interval": "1s", "start_from": "1h"}
     return [
         {"name": "rt", "type": "runtools", "base_url": sim.url("runtools"), "api_key": "sim-runtools-key", **common},
-        {"name": "aa", "type": "agent_activities", "base_url": sim.url("agent_activities"),
-         "token": "sim-agent_activities-token", "agents": sim.agents("agent_activities"), **common},
+        {
+            "name": "aa",
+            "type": "agent_activities",
+            "base_url": sim.url("agent_activities"),
+            "token": "sim-agent_activities-token",
+            "agents": sim.agents("agent_activities"),
+            **common,
+        },
         {"name": "bc", "type": "bctrl", "base_url": sim.url("bctrl"), "token": "sim-bctrl-token", **common},
         {"name": "ry", "type": "runtype", "base_url": sim.url("runtype"), "token": "sim-runtype-token", **common},
     ]
@@ -67,8 +73,14 @@ def sources(sim: Simulator) -> list[dict[str, object]]:
 def export_once(workdir: Path, sim: Simulator, traces: dict[str, object], env: dict[str, str] | None = None) -> None:
     workdir.mkdir()
     config = write_config(workdir / "config.yaml", sources(sim), port=free_port(), traces=traces)
-    result = subprocess.run([sys.executable, "-m", "exporter", "once", "-c", str(config)], check=False,
-                            env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "exporter", "once", "-c", str(config)],
+        check=False,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, f"once exited {result.returncode}:\n{result.stderr[-3000:]}"
 
 
@@ -114,12 +126,20 @@ def attributes(items: object, value: object) -> dict[str, object]:
 def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, simulator: Simulator) -> None:
     export_once(tmp_path / "reference", simulator, {"protocol": "file", "file": str(tmp_path / "reference.jsonl")})
     reference = reference_spans(tmp_path / "reference.jsonl")
-    export_once(tmp_path / "phoenix", simulator, {"endpoint": phoenix.url, "protocol": "http/protobuf"},
-                env={"OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={PROJECT}"})
+    export_once(
+        tmp_path / "phoenix",
+        simulator,
+        {"endpoint": phoenix.url, "protocol": "http/protobuf"},
+        env={"OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={PROJECT}"},
+    )
 
     # Phoenix ingests asynchronously: poll until it holds as many spans.
-    stored = wait_for(lambda: len(spans := phoenix.spans(PROJECT)) >= len(reference) and spans, timeout=30,
-                      interval=0.5, what="Phoenix to store every span")
+    stored = wait_for(
+        lambda: len(spans := phoenix.spans(PROJECT)) >= len(reference) and spans,
+        timeout=30,
+        interval=0.5,
+        what="Phoenix to store every span",
+    )
     got = {str(s["span_id"]): s for s in stored}
     assert len(stored) == len(got) == len(reference) and set(got) == set(reference)
 
@@ -139,10 +159,14 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
         kept = attributes(span["attributes"], phoenix_value)
         # Phoenix adds OpenInference names it derives (tool.name, llm.*); ours must all be there, equal.
         assert {k: kept.get(k) for k in sent} == sent, where
-        sent_events = [(e["name"], int(e["timeUnixNano"]), attributes(e.get("attributes"), otlp_json_value))
-                       for e in ref.get("events", [])]  # type: ignore[attr-defined]
-        kept_events = [(e["name"], int(e["time_unix_nano"]), attributes(e.get("attributes"), phoenix_value))
-                       for e in span["events"] or []]  # type: ignore[union-attr]
+        sent_events = [
+            (e["name"], int(e["timeUnixNano"]), attributes(e.get("attributes"), otlp_json_value))
+            for e in ref.get("events", [])
+        ]  # type: ignore[attr-defined]
+        kept_events = [
+            (e["name"], int(e["time_unix_nano"]), attributes(e.get("attributes"), phoenix_value))
+            for e in span["events"] or []
+        ]  # type: ignore[union-attr]
         assert [(n, a) for n, _, a in kept_events] == [(n, a) for n, _, a in sent_events], where
         assert all(abs(k[1] - s[1]) <= TIME_TOLERANCE_NS for k, s in zip(kept_events, sent_events, strict=True))
 
@@ -166,8 +190,11 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
     base = {str(s["type"]): str(s["base_url"]) for s in sources(simulator)}
     runs = {str(r["run_id"]): r for p in truth.values() for r in p["runs"]}  # type: ignore[attr-defined]
     expected: set[str] = set()
-    run_spans = {(str(s["trace_id"]), attributes(s["attributes"], phoenix_value).get("agent_activity.run_id"))
-                 for s in stored if str(s["name"]).startswith("invoke_agent ")}
+    run_spans = {
+        (str(s["trace_id"]), attributes(s["attributes"], phoenix_value).get("agent_activity.run_id"))
+        for s in stored
+        if str(s["name"]).startswith("invoke_agent ")
+    }
     for platform, body in truth.items():  # type: ignore[attr-defined]
         for run in body["runs"]:
             top = run["root_run_id"] or run["run_id"]

@@ -32,14 +32,23 @@ ERROR = 2
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Simulator, OtlpReceiver, ExporterProcess]]:
     tmp = tmp_path_factory.mktemp("platforms")
-    sim = Simulator(SimulatorOptions(seed=11, runs_per_minute=40.0, run_seconds=RUN_SECONDS, history_runs=30,
-                                     history_span_seconds=900.0, agents_per_platform=3))
+    sim = Simulator(
+        SimulatorOptions(
+            seed=11,
+            runs_per_minute=40.0,
+            run_seconds=RUN_SECONDS,
+            history_runs=30,
+            history_span_seconds=900.0,
+            agents_per_platform=3,
+        )
+    )
     sim.start(host="127.0.0.1", port=0)
     receiver = OtlpReceiver()
     endpoint = receiver.start()
     port = free_port()
-    config = write_config(tmp / "config.yaml", sources(sim), port=port,
-                          traces={"endpoint": endpoint, "protocol": "http/protobuf"})
+    config = write_config(
+        tmp / "config.yaml", sources(sim), port=port, traces={"endpoint": endpoint, "protocol": "http/protobuf"}
+    )
     exporter = ExporterProcess(config, port, tmp / "exporter.log").start()
     time.sleep(4)  # let live runs start, call tools and finish while polled (not an assertion)
     settle(sim)
@@ -53,11 +62,23 @@ def sources(sim: Simulator) -> list[dict[str, object]]:
     common = {"interval": "1s", "start_from": "1h", "lookback": "5s"}
     return [
         {"name": "rt", "type": "runtools", "base_url": sim.url("runtools"), "api_key": "sim-runtools-key", **common},
-        {"name": "aa", "type": "agent_activities", "base_url": sim.url("agent_activities"),
-         "token": "sim-agent_activities-token", "agents": list(sim.agents("agent_activities")), **common},
+        {
+            "name": "aa",
+            "type": "agent_activities",
+            "base_url": sim.url("agent_activities"),
+            "token": "sim-agent_activities-token",
+            "agents": list(sim.agents("agent_activities")),
+            **common,
+        },
         {"name": "bc", "type": "bctrl", "base_url": sim.url("bctrl"), "token": "sim-bctrl-token", **common},
-        {"name": "ry", "type": "runtype", "base_url": sim.url("runtype"), "token": "sim-runtype-token",
-         "tool_calls": True, **common},
+        {
+            "name": "ry",
+            "type": "runtype",
+            "base_url": sim.url("runtype"),
+            "token": "sim-runtype-token",
+            "tool_calls": True,
+            **common,
+        },
     ]
 
 
@@ -96,8 +117,11 @@ def test_every_finished_run_is_one_span_in_the_right_trace(
     truth = truth_runs(sim, platform)
     assert {r["status"] for r in truth} >= {"succeeded", "failed"}
     source, base_url = SOURCE[platform], sim.url(platform)
-    wait_for(lambda: set(run_spans(receiver, source)) == {r["run_id"] for r in truth}, timeout=60,
-             what=f"{platform}: every finished run exported")
+    wait_for(
+        lambda: set(run_spans(receiver, source)) == {r["run_id"] for r in truth},
+        timeout=60,
+        what=f"{platform}: every finished run exported",
+    )
     spans = run_spans(receiver, source)
     all_spans = spans_of(receiver, source)
     for run in truth:
@@ -111,8 +135,11 @@ def test_every_finished_run_is_one_span_in_the_right_trace(
             assert span.parent_span_id == ""
         assert (span.status_code == ERROR) == (run["status"] in ("failed", "timed_out")), run
         assert span.attributes["agent_activity.status"] == run["status"]
-        tools = sorted((str(s.attributes["gen_ai.tool.call.id"]), s.name) for s in all_spans
-                       if s.parent_span_id == span.span_id and "gen_ai.tool.call.id" in s.attributes)
+        tools = sorted(
+            (str(s.attributes["gen_ai.tool.call.id"]), s.name)
+            for s in all_spans
+            if s.parent_span_id == span.span_id and "gen_ai.tool.call.id" in s.attributes
+        )
         expected = sorted((str(t["id"]), f"execute_tool {t['name']}") for t in run["tool_calls"])  # type: ignore[union-attr]
         assert tools == expected, f"{platform} run {run['run_id']}: tool-call spans"
 
@@ -127,22 +154,37 @@ def test_counters_equal_what_the_platform_holds(
     wait_for(lambda: len(run_spans(receiver, source)) == len(truth), timeout=60, what="export")
     metrics = exporter.metrics()
     runs = Counter((str(r["agent"]), str(r["status"])) for r in truth)
-    got = Counter({(dict(labels)["agent"], dict(labels)["status"]): int(v) for (name, labels), v in metrics.items()
-                   if name == "agent_runs_total" and dict(labels)["source"] == source and v})
+    got = Counter(
+        {
+            (dict(labels)["agent"], dict(labels)["status"]): int(v)
+            for (name, labels), v in metrics.items()
+            if name == "agent_runs_total" and dict(labels)["source"] == source and v
+        }
+    )
     assert got == runs
     tool_truth = Counter((str(t["name"]), str(t["status"])) for r in truth for t in r["tool_calls"])  # type: ignore[union-attr]
-    tool_got = Counter({(dict(labels)["tool"], dict(labels)["status"]): int(v) for (name, labels), v in metrics.items()
-                        if name == "agent_tool_calls_total" and dict(labels)["source"] == source and v})
+    tool_got = Counter(
+        {
+            (dict(labels)["tool"], dict(labels)["status"]): int(v)
+            for (name, labels), v in metrics.items()
+            if name == "agent_tool_calls_total" and dict(labels)["source"] == source and v
+        }
+    )
     assert tool_got == tool_truth
     for kind in ("input", "output", "total"):
         expected = sum(int(r[f"{kind}_tokens"] or 0) for r in truth)  # type: ignore[call-overload]
         if kind == "total":  # a run that gives only input/output still has a total
-            expected = sum(int(r["total_tokens"] or 0) or int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0)
-                           for r in truth)  # type: ignore[call-overload]
+            expected = sum(
+                int(r["total_tokens"] or 0) or int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0) for r in truth
+            )  # type: ignore[call-overload]
         assert sum(by_label(metrics, "agent_tokens_total", "type", source=source, type=kind).values()) == expected
     cost = sum(float(r["cost_usd"] or 0) for r in truth)  # type: ignore[arg-type]
-    assert math.isclose(sum(by_label(metrics, "agent_cost_usd_total", "agent", source=source).values()), cost,
-                        rel_tol=1e-9, abs_tol=1e-9)
+    assert math.isclose(
+        sum(by_label(metrics, "agent_cost_usd_total", "agent", source=source).values()),
+        cost,
+        rel_tol=1e-9,
+        abs_tol=1e-9,
+    )
 
 
 def test_idle_sources_cost_one_listing_request_per_interval(
@@ -150,21 +192,33 @@ def test_idle_sources_cost_one_listing_request_per_interval(
 ) -> None:
     sim, receiver, exporter = stack
     for platform in PLATFORMS:
-        wait_for(lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)), timeout=60,
-                 what="caught up")
+        wait_for(
+            lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
+            timeout=60,
+            what="caught up",
+        )
 
     def requests_and_polls() -> tuple[dict[str, float], dict[str, float]]:
         m = exporter.metrics()
-        return (by_label(m, "agent_exporter_api_requests_total", "source"),
-                by_label(m, "agent_exporter_polls_total", "source", outcome="success"))
+        return (
+            by_label(m, "agent_exporter_api_requests_total", "source"),
+            by_label(m, "agent_exporter_polls_total", "source", outcome="success"),
+        )
 
     polls_wanted = 10
     req0, polls0 = requests_and_polls()
-    wait_for(lambda: all(requests_and_polls()[1].get(s, 0) - polls0.get(s, 0) >= polls_wanted
-                         for s in SOURCE.values()), timeout=90, what="ten idle polls of every source")
+    wait_for(
+        lambda: all(requests_and_polls()[1].get(s, 0) - polls0.get(s, 0) >= polls_wanted for s in SOURCE.values()),
+        timeout=90,
+        what="ten idle polls of every source",
+    )
     req1, polls1 = requests_and_polls()
-    agents = {"runtools": 1, "agent_activities": len(sim.agents("agent_activities")), "bctrl": 1,
-              "runtype": len(sim.agents("runtype"))}
+    agents = {
+        "runtools": 1,
+        "agent_activities": len(sim.agents("agent_activities")),
+        "bctrl": 1,
+        "runtype": len(sim.agents("runtype")),
+    }
     for platform, source in SOURCE.items():
         polls = polls1[source] - polls0[source]
         per_poll = (req1[source] - req0[source]) / polls
@@ -183,22 +237,34 @@ def test_a_revoked_key_marks_one_source_down_and_the_others_go_on(
     sim, receiver, exporter = stack
     sim.revoke("bctrl")
     try:
-        wait_for(lambda: exporter.metrics().get(("agent_exporter_source_up", (("source", "bc"),))) == 0.0,
-                 timeout=30, what="bctrl marked down")
+        wait_for(
+            lambda: exporter.metrics().get(("agent_exporter_source_up", (("source", "bc"),))) == 0.0,
+            timeout=30,
+            what="bctrl marked down",
+        )
         before = {p: len(truth_runs(sim, p)) for p in PLATFORMS}
         sim.resume()
         time.sleep(3)
         settle(sim)
         for platform in ("runtools", "agent_activities", "runtype"):
             if len(truth_runs(sim, platform)) > before[platform]:
-                wait_for(lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
-                         timeout=60, what=f"{platform} goes on while bctrl is down")
+                wait_for(
+                    lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
+                    timeout=60,
+                    what=f"{platform} goes on while bctrl is down",
+                )
         status = exporter.status()["sources"]["bc"]  # type: ignore[index]
         assert status["up"] is False and "401" in status["last_error"]
         assert exporter.metrics()[("agent_exporter_polls_total", (("outcome", "auth_error"), ("source", "bc")))] > 0
     finally:
         sim.restore("bctrl")
-    wait_for(lambda: exporter.metrics().get(("agent_exporter_source_up", (("source", "bc"),))) == 1.0,
-             timeout=30, what="bctrl up again by itself")
-    wait_for(lambda: len(run_spans(receiver, "bc")) == len(truth_runs(sim, "bctrl")), timeout=60,
-             what="bctrl catches up after its key works again")
+    wait_for(
+        lambda: exporter.metrics().get(("agent_exporter_source_up", (("source", "bc"),))) == 1.0,
+        timeout=30,
+        what="bctrl up again by itself",
+    )
+    wait_for(
+        lambda: len(run_spans(receiver, "bc")) == len(truth_runs(sim, "bctrl")),
+        timeout=60,
+        what="bctrl catches up after its key works again",
+    )

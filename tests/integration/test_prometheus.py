@@ -135,7 +135,9 @@ def test_dashboards_are_generated_and_wired_to_variables_and_traces() -> None:
     families = {re.sub(r"_(bucket|count|sum)$", "", name) for name in used}
     declared = {spec.name for spec in METRICS}
     assert declared - families == set(), "metrics no dashboard shows"
-    alert_metrics = {re.sub(r"_(bucket|count|sum)$", "", n) for r in alert_rules() for n in metric_names(str(r["expr"]))}
+    alert_metrics = {
+        re.sub(r"_(bucket|count|sum)$", "", n) for r in alert_rules() for n in metric_names(str(r["expr"]))
+    }
     assert (families | alert_metrics) - declared - {"up"} == set(), "dashboards or alerts use undeclared metrics"
 
     datasources = yaml.safe_load((DASHBOARDS / "provisioning/datasources/datasources.yaml").read_text())
@@ -162,8 +164,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("prometheus")
     started = time.time()
     with ExitStack() as cleanup:  # whatever started is stopped, even when a later part fails to start
-        sim = Simulator(SimulatorOptions(seed=5, runs_per_minute=40.0, run_seconds=(1.0, 6.0), history_runs=30,
-                                         history_span_seconds=900.0, faults=parse_faults("429=0.02,500=0.02")))
+        sim = Simulator(
+            SimulatorOptions(
+                seed=5,
+                runs_per_minute=40.0,
+                run_seconds=(1.0, 6.0),
+                history_runs=30,
+                history_span_seconds=900.0,
+                faults=parse_faults("429=0.02,500=0.02"),
+            )
+        )
         sim.start(host="127.0.0.1", port=0)
         cleanup.callback(sim.stop)
         proxy = BreakingProxy(sim.url("runtools"))
@@ -176,15 +186,26 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         common = {"interval": "1s", "start_from": "1h", "lookback": "5s"}
         sources: list[dict[str, object]] = [
             {"name": "rt", "type": "runtools", "base_url": proxy_url, "api_key": "sim-runtools-key", **common},
-            {"name": "aa", "type": "agent_activities", "base_url": sim.url("agent_activities"),
-             "token": "sim-agent_activities-token", "agents": sim.agents("agent_activities"), **common},
+            {
+                "name": "aa",
+                "type": "agent_activities",
+                "base_url": sim.url("agent_activities"),
+                "token": "sim-agent_activities-token",
+                "agents": sim.agents("agent_activities"),
+                **common,
+            },
             {"name": "bc", "type": "bctrl", "base_url": sim.url("bctrl"), "token": "sim-bctrl-token", **common},
             {"name": "ry", "type": "runtype", "base_url": sim.url("runtype"), "token": "sim-runtype-token", **common},
         ]
         # Runs open longer than 4 s are given up as incomplete: some of the
         # simulator's runs last up to 6 s, so agent_runs_total{status="incomplete"} exists.
-        config = write_config(tmp / "config.yaml", sources, port=port, runs={"max_open_age": "4s"},
-                              traces={"endpoint": endpoint, "protocol": "http/protobuf"})
+        config = write_config(
+            tmp / "config.yaml",
+            sources,
+            port=port,
+            runs={"max_open_age": "4s"},
+            traces={"endpoint": endpoint, "protocol": "http/protobuf"},
+        )
         exporter = ExporterProcess(config, port, tmp / "exporter.log")
         cleanup.callback(exporter.stop)
         exporter.start()
@@ -210,8 +231,10 @@ def all_return_data(prometheus: Prometheus, expressions: list[Expression]) -> No
     try:
         wait_for(check, timeout=90, interval=1, what="data for every expression")
     except AssertionError:
-        pytest.fail("no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
-                    pytrace=False)
+        pytest.fail(
+            "no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
+            pytrace=False,
+        )
 
 
 def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
@@ -248,12 +271,17 @@ def test_every_alert_rule_evaluates_and_its_series_exist(stack: Stack) -> None:
     # Seen firing on real data: the proxy breaks runtools thread events, and
     # runs longer than max_open_age are given up.
     def firing(alertname: str, **labels: str) -> bool:
-        selector = ",".join([f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())])
+        selector = ",".join(
+            [f'alertname="{alertname}"', 'alertstate="firing"', *(f'{k}="{v}"' for k, v in labels.items())]
+        )
         return bool(stack.prometheus.query(f"ALERTS{{{selector}}}"))
 
     assert stack.proxy.broken > 0
-    wait_for(lambda: firing("AgentRecordsRejected", source="rt", reason="missing_field"), timeout=30,
-             what="AgentRecordsRejected to fire for the broken runtools events")
+    wait_for(
+        lambda: firing("AgentRecordsRejected", source="rt", reason="missing_field"),
+        timeout=30,
+        what="AgentRecordsRejected to fire for the broken runtools events",
+    )
     wait_for(lambda: firing("AgentRunsIncomplete"), timeout=30, what="AgentRunsIncomplete to fire")
     assert not firing("AgentExporterDown") and not firing("AgentSourceDown")
 
@@ -262,8 +290,9 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
     prometheus = stack.prometheus
 
     def exemplars() -> list[tuple[dict[str, str], dict[str, object]]]:
-        data = prometheus.api("query_exemplars", query="agent_run_duration_seconds_bucket",
-                              start=stack.started, end=time.time() + 1)
+        data = prometheus.api(
+            "query_exemplars", query="agent_run_duration_seconds_bucket", start=stack.started, end=time.time() + 1
+        )
         return [(series["seriesLabels"], ex) for series in data for ex in series["exemplars"]]  # type: ignore[attr-defined]
 
     def of_every_platform() -> list[tuple[dict[str, str], dict[str, object]]]:
@@ -280,8 +309,11 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
         return by_trace
 
     wanted = {str(ex["labels"]["trace_id"]) for _, ex in found}  # type: ignore[index]
-    traces = wait_for(lambda: wanted <= set(delivered()) and delivered(), timeout=30,
-                      what="the exemplars' traces at the OTLP receiver")
+    traces = wait_for(
+        lambda: wanted <= set(delivered()) and delivered(),
+        timeout=30,
+        what="the exemplars' traces at the OTLP receiver",
+    )
     for labels, ex in found:
         trace_id = str(ex["labels"]["trace_id"])  # type: ignore[index]
         value = float(ex["value"])  # type: ignore[arg-type]
@@ -289,8 +321,12 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
         assert value <= float(labels["le"]), f"exemplar {value} above its bucket le={labels['le']}"
         # The exemplar is a run of this agent with this duration, somewhere in that trace
         # (a sub-agent's run lives in its top-level run's trace).
-        runs = [s for s in traces[trace_id] if s.attributes.get("gen_ai.agent.id") == labels["agent"]  # type: ignore[attr-defined]
-                and s.name.startswith("invoke_agent ")]  # type: ignore[attr-defined]
+        runs = [
+            s
+            for s in traces[trace_id]
+            if s.attributes.get("gen_ai.agent.id") == labels["agent"]  # type: ignore[attr-defined]
+            and s.name.startswith("invoke_agent ")
+        ]  # type: ignore[attr-defined]
         durations = [(s.end_ns - s.start_ns) / 1e9 for s in runs]  # type: ignore[attr-defined]
         assert any(abs(d - value) < 0.002 for d in durations), (labels, value, durations)
 
@@ -298,6 +334,7 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
     duration_targets = [e for e in dashboard_expressions() if "agent_run_duration_seconds_bucket" in e.expr]
     assert duration_targets
     for e in duration_targets:
-        data = prometheus.api("query_exemplars", query=grafana_to_promql(e.expr), start=stack.started,
-                              end=time.time() + 1)
+        data = prometheus.api(
+            "query_exemplars", query=grafana_to_promql(e.expr), start=stack.started, end=time.time() + 1
+        )
         assert data, f"{e.where}: no exemplars for {e.expr}"

@@ -29,8 +29,11 @@ RUN_SECONDS = (1.0, 4.0)
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    sim = Simulator(SimulatorOptions(seed=7, runs_per_minute=90.0, run_seconds=RUN_SECONDS, history_runs=25,
-                                     history_span_seconds=900.0))
+    sim = Simulator(
+        SimulatorOptions(
+            seed=7, runs_per_minute=90.0, run_seconds=RUN_SECONDS, history_runs=25, history_span_seconds=900.0
+        )
+    )
     sim.start(host="127.0.0.1", port=0)
     yield sim
     sim.stop()
@@ -66,9 +69,19 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
     base_url = simulator.url("runtools")
     config = write_config(
         tmp_path / "config.yaml",
-        [{"name": "feed", "type": "runtools", "base_url": base_url, "api_key": KEY, "interval": "1s",
-          "start_from": "1h", "lookback": "5s"}],
-        port=port, traces={"endpoint": receiver.endpoint, "protocol": "http/protobuf"},  # type: ignore[attr-defined]
+        [
+            {
+                "name": "feed",
+                "type": "runtools",
+                "base_url": base_url,
+                "api_key": KEY,
+                "interval": "1s",
+                "start_from": "1h",
+                "lookback": "5s",
+            }
+        ],
+        port=port,
+        traces={"endpoint": receiver.endpoint, "protocol": "http/protobuf"},  # type: ignore[attr-defined]
     )
     exporter = ExporterProcess(config, port, tmp_path / "exporter.log").start()
     time.sleep(3)  # let live runs start and finish while the exporter polls (not a timing assertion)
@@ -82,10 +95,14 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
         run = expected[trace_id]
         assert root.name == f"invoke_agent {run['agent']}"
         assert root.attributes["agent_activity.run_id"] == run["run_id"]
-        assert root.status_code == (2 if run["status"] in ("failed", "timed_out") else
-                                    1 if run["status"] == "succeeded" else 0)
-        children = {s.attributes.get("gen_ai.tool.call.id"): s for s in receiver.snapshot()
-                    if s.trace_id == trace_id and s.parent_span_id == root.span_id}
+        assert root.status_code == (
+            2 if run["status"] in ("failed", "timed_out") else 1 if run["status"] == "succeeded" else 0
+        )
+        children = {
+            s.attributes.get("gen_ai.tool.call.id"): s
+            for s in receiver.snapshot()
+            if s.trace_id == trace_id and s.parent_span_id == root.span_id
+        }
         assert sorted(c for c in children if c) == sorted(str(t["id"]) for t in run["tool_calls"])  # type: ignore[union-attr]
         for call in run["tool_calls"]:  # type: ignore[union-attr]
             assert children[call["id"]].name == f"execute_tool {call['name']}"
@@ -104,8 +121,14 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
     wait_for(lambda: restarted.status()["sources"]["feed"]["polls"] >= 3, timeout=30, what="polls after restart")
     after = restarted.metrics()
     for (name, labels), value in before.items():
-        if name.startswith(("agent_runs_total", "agent_tool_calls_total", "agent_activity_events_total",
-                            "agent_run_duration_seconds_count")):
+        if name.startswith(
+            (
+                "agent_runs_total",
+                "agent_tool_calls_total",
+                "agent_activity_events_total",
+                "agent_run_duration_seconds_count",
+            )
+        ):
             assert after.get((name, labels)) == value, f"{name}{dict(labels)} changed across the restart"
     assert len(receiver.snapshot()) == spans_before, "a restart re-sent spans"
 

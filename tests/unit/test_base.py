@@ -29,9 +29,12 @@ def test_fields_reject_with_bounded_reasons() -> None:
     assert f.record_id == "r1"
     assert f.time("at").isoformat() == "2026-05-10T10:00:00.123456+00:00"
     assert f.opt_decimal("cost") == Decimal("0.023")
-    for call, reason in ((lambda: f.str("missing"), "missing_field"), (lambda: f.opt_int("n"), "bad_type"),
-                         (lambda: f.opt_bool("b"), "bad_type"), (lambda: Fields("s", {"c": "free"}).opt_decimal("c"),
-                                                                  "bad_value")):
+    for call, reason in (
+        (lambda: f.str("missing"), "missing_field"),
+        (lambda: f.opt_int("n"), "bad_type"),
+        (lambda: f.opt_bool("b"), "bad_type"),
+        (lambda: Fields("s", {"c": "free"}).opt_decimal("c"), "bad_value"),
+    ):
         with pytest.raises(BadRecordError) as err:
             call()
         assert err.value.reason == reason
@@ -45,8 +48,9 @@ def test_grouped_commits_batches_together_and_ends_a_group_at_a_prune() -> None:
     from exporter.sources.base import grouped
 
     def one(run_id: str, prune: float | None = None) -> Batch:
-        return Batch(open_upserts={run_id: OpenRun(run_id=run_id, agent="a", opened_at=0.0, data={})},
-                     seen_prune_before=prune)
+        return Batch(
+            open_upserts={run_id: OpenRun(run_id=run_id, agent="a", opened_at=0.0, data={})}, seen_prune_before=prune
+        )
 
     out = list(grouped([one("r1"), one("r2"), one("r3"), one("r4", prune=1.0), one("r5")], changes=2))
     assert [sorted(b.open_upserts) for b in out] == [["r1", "r2"], ["r3", "r4"], ["r5"]]

@@ -35,8 +35,14 @@ def test_a_read_page_is_freed_at_once_not_by_the_cyclic_collector() -> None:
         responses.append(weakref.ref(response))
         return response
 
-    api = ApiClient(source="s", base_url="https://api.example", headers={}, timeout=5.0,
-                    transport=httpx.MockTransport(handler), stop=NoWait())
+    api = ApiClient(
+        source="s",
+        base_url="https://api.example",
+        headers={},
+        timeout=5.0,
+        transport=httpx.MockTransport(handler),
+        stop=NoWait(),
+    )
     gc.collect()
     gc.disable()
     try:

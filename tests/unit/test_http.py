@@ -11,15 +11,26 @@ import pytest
 from tests.conftest import NoWait
 
 from exporter.sources.http import (
-    ApiClient, AuthError, BadResponseError, RequestBudget, RetryableError,
+    ApiClient,
+    AuthError,
+    BadResponseError,
+    RequestBudget,
+    RetryableError,
 )
 from exporter.retry_after import parse_retry_after
 
 
 def client(responses: list[httpx.Response], stop: NoWait | None = None, retries: int = 3) -> ApiClient:
     queue = list(responses)
-    return ApiClient(source="feed", base_url="http://x", headers={"X-API-Key": "k3y-secret"}, timeout=1.0,
-                     retries=retries, transport=httpx.MockTransport(lambda r: queue.pop(0)), stop=stop or NoWait())
+    return ApiClient(
+        source="feed",
+        base_url="http://x",
+        headers={"X-API-Key": "k3y-secret"},
+        timeout=1.0,
+        retries=retries,
+        transport=httpx.MockTransport(lambda r: queue.pop(0)),
+        stop=stop or NoWait(),
+    )
 
 
 def test_retry_after_both_forms() -> None:
@@ -79,8 +90,14 @@ def test_timeouts_are_counted_and_retried() -> None:
             raise httpx.ReadTimeout("slow", request=request)
         return httpx.Response(200, json=[])
 
-    c = ApiClient(source="feed", base_url="http://x", headers={}, timeout=1.0,
-                  transport=httpx.MockTransport(handler), stop=NoWait())
+    c = ApiClient(
+        source="feed",
+        base_url="http://x",
+        headers={},
+        timeout=1.0,
+        transport=httpx.MockTransport(handler),
+        stop=NoWait(),
+    )
     assert c.get_json("/p") == []
     assert c.stats.drain()[0] == {"timeout": 1, "200": 1}
 
@@ -100,14 +117,30 @@ def test_query_parameters_reach_the_server_as_given() -> None:
         seen.append(request)
         return httpx.Response(200, json={})
 
-    api = ApiClient(source="s", base_url="https://api.example", headers={}, timeout=5.0,
-                    transport=httpx.MockTransport(handler), stop=NoWait())
-    api.get_json("/v1/x", {"cursor": "a+b/c==", "since": "2026-05-10T12:00:00.000+00:00", "gone": None,
-                           "flag": True, "off": False, "categories": ["a b", "c&d"], "limit": 200, "q": "é ü"})
+    api = ApiClient(
+        source="s",
+        base_url="https://api.example",
+        headers={},
+        timeout=5.0,
+        transport=httpx.MockTransport(handler),
+        stop=NoWait(),
+    )
+    api.get_json(
+        "/v1/x",
+        {
+            "cursor": "a+b/c==",
+            "since": "2026-05-10T12:00:00.000+00:00",
+            "gone": None,
+            "flag": True,
+            "off": False,
+            "categories": ["a b", "c&d"],
+            "limit": 200,
+            "q": "é ü",
+        },
+    )
     api.get_json("/v1/y", {"cursor": None})
     params = seen[0].url.params
     assert params["cursor"] == "a+b/c==" and params["since"] == "2026-05-10T12:00:00.000+00:00"
     assert "gone" not in params and params["flag"] == "true" and params["off"] == "false"
     assert params.get_list("categories") == ["a b", "c&d"] and params["limit"] == "200" and params["q"] == "é ü"
     assert seen[0].url.path == "/v1/x" and str(seen[1].url) == "https://api.example/v1/y"
-

@@ -10,12 +10,27 @@ PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
 
 # module prefix -> exporter modules it may import (prefix match)
 ALLOWED = {
-    "exporter.sources.": ("exporter.model", "exporter.sources.base", "exporter.sources.http", "exporter.config",
-                          "exporter.sources.", "exporter.retry_after", "exporter.httpx_response"),
+    "exporter.sources.": (
+        "exporter.model",
+        "exporter.sources.base",
+        "exporter.sources.http",
+        "exporter.config",
+        "exporter.sources.",
+        "exporter.retry_after",
+        "exporter.httpx_response",
+    ),
     "exporter.convert.": ("exporter.model", "exporter.convert."),
     "exporter.state.": ("exporter.model", "exporter.state."),
-    "exporter.export.": ("exporter.model", "exporter.convert.", "exporter.state.", "exporter.export.",
-                         "exporter.config", "exporter", "exporter.retry_after", "exporter.httpx_response"),
+    "exporter.export.": (
+        "exporter.model",
+        "exporter.convert.",
+        "exporter.state.",
+        "exporter.export.",
+        "exporter.config",
+        "exporter",
+        "exporter.retry_after",
+        "exporter.httpx_response",
+    ),
     "exporter.server": ("exporter.server",),
     "exporter.simulator.": ("exporter.simulator.",),
 }
@@ -40,13 +55,16 @@ def test_imports_follow_the_data_flow() -> None:
     problems = []
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path)
-        rule = next((allowed for prefix, allowed in ALLOWED.items()
-                     if name == prefix.rstrip(".") or name.startswith(prefix)), None)
+        rule = next(
+            (allowed for prefix, allowed in ALLOWED.items() if name == prefix.rstrip(".") or name.startswith(prefix)),
+            None,
+        )
         if rule is None:
             continue
         for imported in exporter_imports(path):
-            if not any(imported == a.rstrip(".") or imported.startswith(a) if a.endswith(".") else imported == a
-                       for a in rule):
+            if not any(
+                imported == a.rstrip(".") or imported.startswith(a) if a.endswith(".") else imported == a for a in rule
+            ):
                 problems.append(f"{name} imports {imported}")
     assert problems == []
 

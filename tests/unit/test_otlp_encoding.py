@@ -49,26 +49,47 @@ def test_rows_count_the_spans_they_hold() -> None:
 
 
 TEXT = st.text(max_size=300)  # past 127 bytes, lengths take two varint bytes
-VALUE = st.one_of(TEXT, st.booleans(), st.integers(-(2**63), 2**63 - 1),
-                  st.floats(allow_nan=False), st.lists(TEXT, max_size=3))
+VALUE = st.one_of(
+    TEXT, st.booleans(), st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=False), st.lists(TEXT, max_size=3)
+)
 ATTRS = st.lists(st.tuples(st.sampled_from(["k", "agent_activity.x", "gen_ai.agent.id", "é"]), VALUE), max_size=5)
 OFFSET = st.integers(0, 10**9).map(lambda us: T0 + timedelta(microseconds=us))
 
 
 @st.composite
 def runs(draw: st.DrawFn) -> Run:
-    tool = ToolCall(id=draw(TEXT), name=draw(TEXT), started_at=draw(OFFSET), ended_at=draw(st.none() | OFFSET),
-                    status=draw(st.sampled_from(list(ToolStatus))), attributes=tuple(draw(ATTRS)),
-                    input=draw(st.none() | TEXT))
-    step = Step(key=draw(TEXT), name=draw(TEXT), started_at=draw(st.none() | OFFSET), ended_at=draw(st.none() | OFFSET),
-                status=draw(st.sampled_from(list(ToolStatus))), attributes=tuple(draw(ATTRS)))
+    tool = ToolCall(
+        id=draw(TEXT),
+        name=draw(TEXT),
+        started_at=draw(OFFSET),
+        ended_at=draw(st.none() | OFFSET),
+        status=draw(st.sampled_from(list(ToolStatus))),
+        attributes=tuple(draw(ATTRS)),
+        input=draw(st.none() | TEXT),
+    )
+    step = Step(
+        key=draw(TEXT),
+        name=draw(TEXT),
+        started_at=draw(st.none() | OFFSET),
+        ended_at=draw(st.none() | OFFSET),
+        status=draw(st.sampled_from(list(ToolStatus))),
+        attributes=tuple(draw(ATTRS)),
+    )
     event = ActivityEvent(id="e", name=draw(TEXT), time=draw(OFFSET), attributes=tuple(draw(ATTRS)))
     return make_run(
-        run_id=draw(TEXT), agent_name=draw(TEXT), status=draw(st.sampled_from(list(RunStatus))),
-        ended_at=draw(st.none() | OFFSET), error_message=draw(st.none() | TEXT), conversation_id=draw(st.none() | TEXT),
-        input_tokens=draw(st.none() | st.integers(0, 2**40)), sandbox=draw(st.none() | st.booleans()),
-        root_run_id=draw(st.none() | st.just("root")), finish_reasons=tuple(draw(st.lists(TEXT, max_size=2))),
-        tool_calls=draw(st.lists(st.just(tool), max_size=2)), steps=(step,), events=(event,),
+        run_id=draw(TEXT),
+        agent_name=draw(TEXT),
+        status=draw(st.sampled_from(list(RunStatus))),
+        ended_at=draw(st.none() | OFFSET),
+        error_message=draw(st.none() | TEXT),
+        conversation_id=draw(st.none() | TEXT),
+        input_tokens=draw(st.none() | st.integers(0, 2**40)),
+        sandbox=draw(st.none() | st.booleans()),
+        root_run_id=draw(st.none() | st.just("root")),
+        finish_reasons=tuple(draw(st.lists(TEXT, max_size=2))),
+        tool_calls=draw(st.lists(st.just(tool), max_size=2)),
+        steps=(step,),
+        events=(event,),
         attributes=tuple(draw(ATTRS)),
     )
 
@@ -91,8 +112,11 @@ def test_varints_match_the_wire_format() -> None:
 def test_rows_stored_as_json_by_an_older_version_encode_the_same() -> None:
     spans = run_to_spans(make_run())
     encoder = _Encoder("svc")
-    assert encoder.request_bytes("feed", [encode_payload(spans)]) == encoder.request_bytes(
-        "feed", [encode_protobuf_payload(spans)]) == sdk_request(spans)
+    assert (
+        encoder.request_bytes("feed", [encode_payload(spans)])
+        == encoder.request_bytes("feed", [encode_protobuf_payload(spans)])
+        == sdk_request(spans)
+    )
 
 
 def test_protobuf_rows_read_back_as_the_same_otlp_json() -> None:

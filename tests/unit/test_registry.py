@@ -15,11 +15,23 @@ T0 = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 
 
 def run(agent: str = "triage", status: RunStatus = RunStatus.FAILED) -> Run:
-    return Run(source="feed", platform="runtools", base_url="http://x", run_id="r1", agent_id=agent, agent_name=agent,
-               status=status, raw_status=status.value, started_at=T0, ended_at=T0 + timedelta(seconds=7),
-               input_tokens=10, output_tokens=5,
-               tool_calls=(ToolCall(id="t", name="q", started_at=T0, ended_at=T0 + timedelta(seconds=1),
-                                    status=ToolStatus.SUCCEEDED),))
+    return Run(
+        source="feed",
+        platform="runtools",
+        base_url="http://x",
+        run_id="r1",
+        agent_id=agent,
+        agent_name=agent,
+        status=status,
+        raw_status=status.value,
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=7),
+        input_tokens=10,
+        output_tokens=5,
+        tool_calls=(
+            ToolCall(id="t", name="q", started_at=T0, ended_at=T0 + timedelta(seconds=1), status=ToolStatus.SUCCEEDED),
+        ),
+    )
 
 
 def render(book: MetricsBook, openmetrics: bool = False) -> str:
@@ -44,7 +56,9 @@ def test_totals_continue_from_persisted_values() -> None:
     second.publish(second.stage(run_updates(run(), "cd" * 16)))
     text = render(second)
     assert 'agent_runs_total{agent="triage",platform="runtools",source="feed",status="failed"} 2.0' in text
-    assert 'agent_run_duration_seconds_count{agent="triage",platform="runtools",source="feed",status="failed"} 2.0' in text
+    assert (
+        'agent_run_duration_seconds_count{agent="triage",platform="runtools",source="feed",status="failed"} 2.0' in text
+    )
     assert 'agent_tokens_total{agent="triage",platform="runtools",source="feed",type="total"} 30.0' in text
 
 

@@ -132,7 +132,12 @@ def live_sim() -> Iterator[Simulator]:
 def test_parse_faults() -> None:
     spec = parse_faults("429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05")
     assert (spec.rate_limited, spec.server_error, spec.html, spec.truncate, spec.slow, spec.dup) == (
-        0.1, 0.05, 0.01, 0.01, 0.05, 0.05,
+        0.1,
+        0.05,
+        0.01,
+        0.01,
+        0.05,
+        0.05,
     )
     hostile = parse_faults("oddtime=0.2, backwards=0.3,JUNK=1")
     assert (hostile.oddtime, hostile.backwards, hostile.junk) == (0.2, 0.3, 1.0) and hostile.active
@@ -154,12 +159,20 @@ def test_same_seed_same_truth_and_faults_do_not_change_the_world() -> None:
     options = SimulatorOptions(seed=7, history_runs=60, history_span_seconds=600, agents_per_platform=3, epoch=EPOCH)
     first = started(options, paused=True)
     second = started(
-        SimulatorOptions(seed=7, history_runs=60, history_span_seconds=600, agents_per_platform=3, epoch=EPOCH,
-                         faults=parse_faults("500=0.5,dup=0.5")),
+        SimulatorOptions(
+            seed=7,
+            history_runs=60,
+            history_span_seconds=600,
+            agents_per_platform=3,
+            epoch=EPOCH,
+            faults=parse_faults("500=0.5,dup=0.5"),
+        ),
         paused=True,
     )
-    other = started(SimulatorOptions(seed=8, history_runs=60, history_span_seconds=600, agents_per_platform=3,
-                                     epoch=EPOCH), paused=True)
+    other = started(
+        SimulatorOptions(seed=8, history_runs=60, history_span_seconds=600, agents_per_platform=3, epoch=EPOCH),
+        paused=True,
+    )
     try:
         for _ in range(10):  # requests draw faults from their own RNG
             get(second, "runtools", "/v1/activity")
@@ -282,14 +295,18 @@ def test_runtools_pages_cover_every_event_exactly_once(history_sim: Simulator) -
     assert {e["eventType"] for e in mine} >= {"agent.run.started"}
     word = {"succeeded": "completed"}.get(run["status"], run["status"])
     assert f"agent.run.{word}" in {e["eventType"] for e in mine}
-    assert len([e for e in mine if e["eventType"].startswith("tool.call.") and e["status"] != "started"]) == len(run["tool_calls"])
+    assert len([e for e in mine if e["eventType"].startswith("tool.call.") and e["status"] != "started"]) == len(
+        run["tool_calls"]
+    )
     # Events outside any run exist and carry no agentRunId.
     outside = [e for e in events if e["resourceType"] in ("sandbox", "workspace")]
     assert outside and all("agentRunId" not in e for e in outside)
 
 
 def test_runtools_since_until_and_filters(history_sim: Simulator) -> None:
-    events = sorted((e for page in runtools_pages(history_sim, "", limit=200) for e in page), key=lambda e: e["occurredAt"])
+    events = sorted(
+        (e for page in runtools_pages(history_sim, "", limit=200) for e in page), key=lambda e: e["occurredAt"]
+    )
     since, until = events[100]["occurredAt"], events[400]["occurredAt"]
     expected = {e["id"] for e in events if since <= e["occurredAt"] < until}
     got = {e["id"] for page in runtools_pages(history_sim, f"&since={since}&until={until}") for e in page}
@@ -310,8 +327,13 @@ def test_runtools_since_until_and_filters(history_sim: Simulator) -> None:
 
 def test_runtools_large_history_serves_pages(tmp_path: Any) -> None:
     sim = started(
-        SimulatorOptions(seed=2, history_runs=40_000, history_span_seconds=7 * 86400, runs_per_minute=0,
-                         history_platforms=("runtools",)),
+        SimulatorOptions(
+            seed=2,
+            history_runs=40_000,
+            history_span_seconds=7 * 86400,
+            runs_per_minute=0,
+            history_platforms=("runtools",),
+        ),
     )
     try:
         first = get_json(sim, "runtools", "/v1/activity?limit=200")
@@ -348,7 +370,9 @@ def test_agent_activities_lists_and_details(history_sim: Simulator) -> None:
 
     bad = get(history_sim, "agent_activities", base + "?completed_on_from=2026-05-10T00:00:00")
     assert bad.status == 400 and bad.json()["status_code"] == 400
-    window = get_json(history_sim, "agent_activities", base + "?status=failed,stopped&completed_on_from=2026-05-10T11:40:00%2B00:00")
+    window = get_json(
+        history_sim, "agent_activities", base + "?status=failed,stopped&completed_on_from=2026-05-10T11:40:00%2B00:00"
+    )
     assert all(i["attributes"]["status"] in ("failed", "stopped") for i in window["data"]["items"])
     assert all(i["attributes"]["completed_on"] >= "2026-05-10T11:40" for i in window["data"]["items"])
 
@@ -365,7 +389,10 @@ def test_agent_activities_lists_and_details(history_sim: Simulator) -> None:
         assert step["action"] == call_truth["name"]
         assert ("error" in step["output"]) == (call_truth["status"] == "failed")
 
-    assert get(history_sim, "agent_activities", "/api/agents/00000000-0000-4000-8000-000000000000/activities").status == 404
+    assert (
+        get(history_sim, "agent_activities", "/api/agents/00000000-0000-4000-8000-000000000000/activities").status
+        == 404
+    )
     missing = get(history_sim, "agent_activities", f"{base}/00000000-0000-4000-8000-000000000000")
     assert missing.status == 404 and missing.json()["status"] == "error"
 
@@ -441,7 +468,9 @@ def test_runtype_executions_sub_agents_and_tool_calls(history_sim: Simulator) ->
     parent = by_id[child["parent_run_id"]]
     assert parent["agent"] != child["agent"]
     assert parent["started_at"] <= child["started_at"] and child["ended_at"] <= parent["ended_at"]
-    drill = get_json(history_sim, "runtype", f"/v1/agents/{parent['agent']}/executions?parentExecutionId={parent['run_id']}")
+    drill = get_json(
+        history_sim, "runtype", f"/v1/agents/{parent['agent']}/executions?parentExecutionId={parent['run_id']}"
+    )
     assert child["run_id"] in {e["id"] for e in drill["data"]}
     assert listed[child["run_id"]]["parentExecutionId"] == parent["run_id"]
 
@@ -469,17 +498,26 @@ def test_in_progress_runs_are_served_without_an_end(live_sim: Simulator) -> None
     def running_runtools() -> list[str]:
         events = get_json(live_sim, "runtools", "/v1/activity?limit=200")["data"]["events"]
         started_ids = {e["agentRunId"] for e in events if e["eventType"] == "agent.run.started"}
-        ended = {e["agentRunId"] for e in events if e["eventType"].startswith("agent.run.") and e["eventType"] != "agent.run.started"}
+        ended = {
+            e["agentRunId"]
+            for e in events
+            if e["eventType"].startswith("agent.run.") and e["eventType"] != "agent.run.started"
+        }
         return sorted(started_ids - ended)
 
     open_runs = wait_for(running_runtools)
     assert not {r["run_id"] for r in live_sim.truth()["platforms"]["runtools"]["runs"]} & set(open_runs)
 
     agent = live_sim.agents("agent_activities")
+
     def running_activity() -> list[dict[str, Any]]:
         out = []
         for uid in agent:
-            body = get_json(live_sim, "agent_activities", f"/api/agents/{uid}/activities?has_completed=false&fields[agent-runs]=token_usage,error")
+            body = get_json(
+                live_sim,
+                "agent_activities",
+                f"/api/agents/{uid}/activities?has_completed=false&fields[agent-runs]=token_usage,error",
+            )
             out += body["data"]["items"]
         return out
 
@@ -539,6 +577,7 @@ def test_each_fault_is_observable() -> None:
         paused=True,
     )
     try:
+
         def fault(spec: str) -> Reply:
             assert control(sim, "faults", json.dumps({"spec": spec}).encode()).status == 200
             return get(sim, "bctrl", "/v1/runs?limit=5")
@@ -612,10 +651,16 @@ def hostile_endpoints(sim: Simulator) -> dict[str, Endpoint]:
     executions = f"/v1/agents/{ry['agent']}/executions"
     return {
         "runtools events": ("runtools", "/v1/activity?limit=20", ("data", "events")),
-        "agent_activities runs": ("agent_activities", f"/api/agents/{aa['agent']}/activities?per_page=20&{fields}",
-                                  ("data", "items")),
-        "agent_activities run": ("agent_activities", f"/api/agents/{aa['agent']}/activities/{aa['run_id']}?{fields}",
-                                 None),
+        "agent_activities runs": (
+            "agent_activities",
+            f"/api/agents/{aa['agent']}/activities?per_page=20&{fields}",
+            ("data", "items"),
+        ),
+        "agent_activities run": (
+            "agent_activities",
+            f"/api/agents/{aa['agent']}/activities/{aa['run_id']}?{fields}",
+            None,
+        ),
         "bctrl runs": ("bctrl", "/v1/runs?limit=20", ("data",)),
         "bctrl run": ("bctrl", f"/v1/runs/{bc['run_id']}", None),
         "bctrl activity": ("bctrl", f"/v1/runs/{bc['run_id']}/activity", ("items",)),
@@ -626,10 +671,22 @@ def hostile_endpoints(sim: Simulator) -> dict[str, Endpoint]:
     }
 
 
-REWOUND = ("agent_activities runs", "agent_activities run", "bctrl runs", "bctrl run", "runtype executions",
-           "runtype execution")
-JUNKED = ("runtools events", "agent_activities runs", "bctrl runs", "bctrl activity", "runtype executions",
-          "runtype tool calls")
+REWOUND = (
+    "agent_activities runs",
+    "agent_activities run",
+    "bctrl runs",
+    "bctrl run",
+    "runtype executions",
+    "runtype execution",
+)
+JUNKED = (
+    "runtools events",
+    "agent_activities runs",
+    "bctrl runs",
+    "bctrl activity",
+    "runtype executions",
+    "runtype tool calls",
+)
 
 
 def set_faults(sim: Simulator, spec: str) -> None:
@@ -770,8 +827,16 @@ def test_junk_adds_one_rejectable_item_about_nothing_real(hostile_sim: Simulator
             assert isinstance(junk, dict)
             for key in ("id", "executionId") if name == "runtype executions" else ("id",):
                 assert not isinstance(junk.get(key), str), (name, junk)  # missing, null or not a string
-            known = real | {item["id"] for item in before} | {value for item in before for value in strings(item)
-                                                               if value.startswith(("run_", "exec_", "act_", "cmd_"))}
+            known = (
+                real
+                | {item["id"] for item in before}
+                | {
+                    value
+                    for item in before
+                    for value in strings(item)
+                    if value.startswith(("run_", "exec_", "act_", "cmd_"))
+                }
+            )
             assert not strings(junk) & known, (name, junk)  # about no real run, event or tool call
         # Over many pages: ids missing and ids of the wrong type, and now and then another defect too.
         set_faults(hostile_sim, "junk=1")
@@ -814,7 +879,9 @@ def test_hostile_faults_never_touch_truth_or_control(hostile_sim: Simulator) -> 
             assert runs and all(r["ended_at"].endswith("Z") and r["started_at"].endswith("Z") for r in runs)
             assert all(isinstance(r["run_id"], str) for r in runs)
         reply = control(hostile_sim, "pause")
-        assert reply.status == 200 and reply.json() == {"ok": True, "paused": True} and "X-Sim-Fault" not in reply.headers
+        assert (
+            reply.status == 200 and reply.json() == {"ok": True, "paused": True} and "X-Sim-Fault" not in reply.headers
+        )
     finally:
         set_faults(hostile_sim, "")
 
@@ -829,9 +896,17 @@ def _world(sim: Simulator) -> dict[str, Any]:
 
 def test_truth_with_every_fault_at_high_probability_equals_the_truth_without() -> None:
     def make(spec: str, *, live: bool) -> Simulator:
-        options = SimulatorOptions(seed=7, history_runs=60, history_span_seconds=600, agents_per_platform=3, epoch=EPOCH,
-                                   runs_per_minute=300 if live else 0, run_seconds=(0.3, 0.8),
-                                   faults=parse_faults(spec), slow_seconds=0.01)
+        options = SimulatorOptions(
+            seed=7,
+            history_runs=60,
+            history_span_seconds=600,
+            agents_per_platform=3,
+            epoch=EPOCH,
+            runs_per_minute=300 if live else 0,
+            run_seconds=(0.3, 0.8),
+            faults=parse_faults(spec),
+            slow_seconds=0.01,
+        )
         return started(options, paused=not live)
 
     clean, faulty = make("", live=False), make(ALL_FAULTS, live=False)

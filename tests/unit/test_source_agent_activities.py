@@ -37,8 +37,6 @@ def iso(seconds: float) -> str:
 # -- an in-memory state that applies batches as the store commits them ------
 
 
-
-
 class Harness:
     def __init__(self, handler: Handler, state: MemoryState | None = None, **options: object) -> None:
         options.setdefault("agents", ["agent-a"])
@@ -85,12 +83,27 @@ class Api:
         self.details: dict[str, dict[str, object]] = {}
         self.requests: list[httpx.Request] = []
 
-    def add(self, run_id: str, start: float, end: float | None, status: str = "completed", agent: str = "agent-a",
-            **detail: object) -> dict[str, object]:
+    def add(
+        self,
+        run_id: str,
+        start: float,
+        end: float | None,
+        status: str = "completed",
+        agent: str = "agent-a",
+        **detail: object,
+    ) -> dict[str, object]:
         attrs: dict[str, object] = {
-            "agent_uid": agent, "agent_version_uid": "ver-1", "scratchpad_uid": "sp-1", "workflow_id": "wf-1",
-            "approach": "loop", "status": status, "sandbox": False, "trigger_type": "email_received",
-            "started_on": iso(start), "completed_on": iso(end) if end is not None else None, "created_on": iso(start),
+            "agent_uid": agent,
+            "agent_version_uid": "ver-1",
+            "scratchpad_uid": "sp-1",
+            "workflow_id": "wf-1",
+            "approach": "loop",
+            "status": status,
+            "sandbox": False,
+            "trigger_type": "email_received",
+            "started_on": iso(start),
+            "completed_on": iso(end) if end is not None else None,
+            "created_on": iso(start),
         }
         run = {"id": run_id, "type": "agent-runs", "attributes": attrs}
         self.runs.setdefault(agent, []).append(run)
@@ -148,11 +161,16 @@ class Api:
         visible.sort(key=lambda r: str(attr(r, field[1:]) or ""), reverse=field.startswith("-"))
         per_page = min(int(q.get("per_page", 10)), self.cap)
         page = int(q.get("page", 1))
-        chunk = visible[(page - 1) * per_page: page * per_page]
-        meta = {"page": page, "per_page": per_page, "total_pages": math.ceil(len(visible) / per_page),
-                "total_items": len(visible)}
-        return httpx.Response(200, json={"status": "success", "status_code": 200,
-                                         "data": {"items": copy.deepcopy(chunk), "_meta": meta}})
+        chunk = visible[(page - 1) * per_page : page * per_page]
+        meta = {
+            "page": page,
+            "per_page": per_page,
+            "total_pages": math.ceil(len(visible) / per_page),
+            "total_items": len(visible),
+        }
+        return httpx.Response(
+            200, json={"status": "success", "status_code": 200, "data": {"items": copy.deepcopy(chunk), "_meta": meta}}
+        )
 
     def paths(self) -> list[str]:
         return [r.url.path for r in self.requests]
@@ -196,10 +214,17 @@ def test_seed_examples_parse_into_a_run_with_tool_calls_steps_and_events() -> No
     h.poll(datetime(2026, 3, 19, 15, 0, tzinfo=timezone.utc))
     assert h.rejected == []
     [run] = h.runs
-    assert (run.run_id, run.agent_id, run.agent_name) == ("run-uuid-here", "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
-                                                          "a1b2c3d4-e5f6-7890-abcd-ef1234567890")
+    assert (run.run_id, run.agent_id, run.agent_name) == (
+        "run-uuid-here",
+        "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+        "a1b2c3d4-e5f6-7890-abcd-ef1234567890",
+    )
     assert (run.status, run.raw_status, run.trigger_type, run.sandbox) == (
-        RunStatus.SUCCEEDED, "completed", "email_received", False)
+        RunStatus.SUCCEEDED,
+        "completed",
+        "email_received",
+        False,
+    )
     assert (run.started_at, run.ended_at) == (T0, T0 + timedelta(seconds=75))
     assert run.input == '{"message_uid":"msg-uuid-here"}' and run.error_message is None
     calls = [(c.name, c.id, c.started_at, c.ended_at, c.status) for c in run.tool_calls]
@@ -250,9 +275,15 @@ def test_sandbox_step_is_recorded_as_what_it_would_do() -> None:
 
 def test_failed_run_with_error_object_failed_tool_and_token_object() -> None:
     api = Api()
-    api.add("r1", 0, 6, status="failed", result={"step_history": STEPS, "timeline": TIMELINE},
-            error={"message": "tool quota", "type": "QuotaError"},
-            token_usage={"input_tokens": 100, "output_tokens": 20})
+    api.add(
+        "r1",
+        0,
+        6,
+        status="failed",
+        result={"step_history": STEPS, "timeline": TIMELINE},
+        error={"message": "tool quota", "type": "QuotaError"},
+        token_usage={"input_tokens": 100, "output_tokens": 20},
+    )
     h = Harness(api)
     h.poll(T0 + timedelta(minutes=1))
     [run] = h.runs
@@ -270,13 +301,18 @@ def test_failed_run_with_error_object_failed_tool_and_token_object() -> None:
     [
         ("stopped", None, 42, (RunStatus.CANCELLED, None, (None, None, 42))),
         ("cancelled", None, {"total_tokens": 7}, (RunStatus.CANCELLED, None, (None, None, 7))),
-        ("failed", "boom", {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
-         (RunStatus.FAILED, "boom", (1, 2, 3))),
+        (
+            "failed",
+            "boom",
+            {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+            (RunStatus.FAILED, "boom", (1, 2, 3)),
+        ),
         ("exploded", None, None, (RunStatus.UNKNOWN, None, (None, None, None))),
     ],
 )
-def test_status_error_and_token_shapes(status: str, error: object, tokens: object,
-                                       expected: tuple[object, ...]) -> None:
+def test_status_error_and_token_shapes(
+    status: str, error: object, tokens: object, expected: tuple[object, ...]
+) -> None:
     api = Api()
     api.add("r1", 0, 5, status=status, error=error, token_usage=tokens)
     h = Harness(api)
@@ -289,8 +325,14 @@ def test_status_error_and_token_shapes(status: str, error: object, tokens: objec
 def test_bad_parts_of_a_detail_are_rejected_and_the_run_kept() -> None:
     api = Api()
     timeline = [*TIMELINE, {"event": "tool_called", "at": "yesterday", "tool": "x"}, "junk"]
-    api.add("r1", 0, 6, status="failed", result={"step_history": [*STEPS, {"step": "two"}], "timeline": timeline},
-            token_usage={"input_tokens": "many"})
+    api.add(
+        "r1",
+        0,
+        6,
+        status="failed",
+        result={"step_history": [*STEPS, {"step": "two"}], "timeline": timeline},
+        token_usage={"input_tokens": "many"},
+    )
     h = Harness(api)
     h.poll(T0 + timedelta(minutes=1))
     [run] = h.runs
@@ -332,8 +374,9 @@ def test_window_params_and_auth_header() -> None:
     assert (q["sort"], q["has_completed"], q["per_page"], q["page"]) == ("+completed_on", "true", "7", "1")
     assert inflight.url.params["has_completed"] == "false"
     assert completed.headers["Authorization"] == f"Bearer {TOKEN}"
-    assert h.state.checkpoint == {"agents": {"agent-a": {"watermark": (T0 + timedelta(hours=1)).isoformat(),
-                                                         "inflight_wait": 4}}}
+    assert h.state.checkpoint == {
+        "agents": {"agent-a": {"watermark": (T0 + timedelta(hours=1)).isoformat(), "inflight_wait": 4}}
+    }
 
 
 def test_custom_auth_header_and_raw_token() -> None:
@@ -341,8 +384,14 @@ def test_custom_auth_header_and_raw_token() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
-        return httpx.Response(200, json={"status": "success", "status_code": 200, "data": {
-            "items": [], "_meta": {"page": 1, "per_page": 50, "total_pages": 0, "total_items": 0}}})
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "status_code": 200,
+                "data": {"items": [], "_meta": {"page": 1, "per_page": 50, "total_pages": 0, "total_items": 0}},
+            },
+        )
 
     h = Harness(handler, auth_header="X-Token", auth_scheme="")
     h.poll(T0)
@@ -446,7 +495,7 @@ def test_resume_restarts_the_window_when_the_server_page_size_changed() -> None:
     api.cap = 4  # page 2 of 4-run pages is not page 2 of 2-run pages
     first = len(api.requests)
     h.poll(T0 + timedelta(minutes=2))
-    assert [r.url.params["page"] for r in api.requests[first:first + 2]] == ["2", "1"]
+    assert [r.url.params["page"] for r in api.requests[first : first + 2]] == ["2", "1"]
     assert sorted(r.run_id for r in h.runs) == [f"r{i}" for i in range(6)]
     assert len(h.runs) == 6
 
@@ -505,9 +554,12 @@ def test_seen_keys_are_pruned_behind_the_windows() -> None:
 def test_bad_record_is_rejected_and_the_rest_of_the_page_used() -> None:
     api = Api()
     api.add("r1", 0, 5)
-    bad = [{"id": "x1", "attributes": {"status": "completed", "completed_on": iso(3)}},  # no start or creation
-           {"id": "x2", "attributes": {"started_on": "soon", "completed_on": iso(3)}},
-           {"attributes": {}}, "nope"]
+    bad = [
+        {"id": "x1", "attributes": {"status": "completed", "completed_on": iso(3)}},  # no start or creation
+        {"id": "x2", "attributes": {"started_on": "soon", "completed_on": iso(3)}},
+        {"attributes": {}},
+        "nope",
+    ]
 
     def handler(request: httpx.Request) -> httpx.Response:
         response = api(request)
@@ -526,8 +578,14 @@ def test_bad_record_is_rejected_and_the_rest_of_the_page_used() -> None:
 def test_repeated_page_number_ends_the_poll() -> None:
     def handler(request: httpx.Request) -> httpx.Response:  # ignores `page`: always page 1 of 3
         item = {"id": f"z{request.url.params['page']}", "attributes": {"status": "running", "started_on": iso(0)}}
-        return httpx.Response(200, json={"status": "success", "status_code": 200, "data": {
-            "items": [item], "_meta": {"page": 1, "per_page": 1, "total_pages": 3, "total_items": 3}}})
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "status_code": 200,
+                "data": {"items": [item], "_meta": {"page": 1, "per_page": 1, "total_pages": 3, "total_items": 3}},
+            },
+        )
 
     h = Harness(handler)
     with pytest.raises(CursorLoopError):
@@ -596,8 +654,10 @@ def test_batches_commit_to_the_real_store(tmp_path: Path) -> None:
     api = Api()
     api.add("r1", 0, None, status="running")
     api.add("r2", 0, 4, result={"step_history": STEPS, "timeline": TIMELINE}, token_usage=9)
-    source = AgentActivitiesSource(source_config("agent_activities", name="acts", secret=TOKEN, agents=["agent-a"]),
-                                   transport=httpx.MockTransport(api))
+    source = AgentActivitiesSource(
+        source_config("agent_activities", name="acts", secret=TOKEN, agents=["agent-a"]),
+        transport=httpx.MockTransport(api),
+    )
     runs: list[Run] = []
 
     def poll(now: datetime) -> None:
@@ -623,8 +683,14 @@ def earlier(attrs: dict[str, object], status: str = "running") -> dict[str, obje
     cut = attrs.get("result")
     if isinstance(cut, dict):
         cut = {"step_history": cut.get("step_history", [])[:1], "timeline": cut.get("timeline", [])[:2]}
-    return {**attrs, "status": status, "completed_on": None, "token_usage": None, "error": None,
-            "result": cut if "result" in attrs else None}
+    return {
+        **attrs,
+        "status": status,
+        "completed_on": None,
+        "token_usage": None,
+        "error": None,
+        "result": cut if "result" in attrs else None,
+    }
 
 
 class Backwards:
@@ -665,8 +731,15 @@ class Backwards:
 
 
 def full_run(api: Api) -> None:
-    api.add("r1", 0, 6, status="failed", result={"step_history": STEPS, "timeline": TIMELINE},
-            error={"message": "tool quota"}, token_usage={"input_tokens": 100, "output_tokens": 20, "total_tokens": 120})
+    api.add(
+        "r1",
+        0,
+        6,
+        status="failed",
+        result={"step_history": STEPS, "timeline": TIMELINE},
+        error={"message": "tool quota"},
+        token_usage={"input_tokens": 100, "output_tokens": 20, "total_tokens": 120},
+    )
 
 
 def assert_full(run: Run) -> None:
@@ -773,7 +846,11 @@ def test_run_that_left_the_in_flight_list_is_asked_by_id() -> None:
     h.poll(T0 + timedelta(minutes=5))  # 14:30:12 is long behind this window: found by id
     [run] = h.runs
     assert (run.status, run.ended_at, run.total_tokens, len(run.tool_calls)) == (
-        RunStatus.SUCCEEDED, T0 + timedelta(seconds=12), 9, 2)
+        RunStatus.SUCCEEDED,
+        T0 + timedelta(seconds=12),
+        9,
+        2,
+    )
     assert h.state.open == {}
 
 

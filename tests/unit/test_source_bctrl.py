@@ -51,10 +51,19 @@ class FakeBctrl:
         # path -> handler returning a Response to override the fake, or None
         self.override: dict[str, Callable[[httpx.Request], httpx.Response | None]] = {}
 
-    def add_run(self, run_id: str, created: datetime, status: str = "running", runtime: str = "rt_1",
-                **extra: Any) -> None:
-        self.runs[run_id] = {"id": run_id, "runtimeId": runtime, "spaceId": "space_1", "status": status,
-                             "createdAt": iso(created), "startedAt": iso(created), "endedAt": None, **extra}
+    def add_run(
+        self, run_id: str, created: datetime, status: str = "running", runtime: str = "rt_1", **extra: Any
+    ) -> None:
+        self.runs[run_id] = {
+            "id": run_id,
+            "runtimeId": runtime,
+            "spaceId": "space_1",
+            "status": status,
+            "createdAt": iso(created),
+            "startedAt": iso(created),
+            "endedAt": None,
+            **extra,
+        }
         self.activity.setdefault(run_id, [])
 
     def add_items(self, run_id: str, *items: dict[str, Any]) -> None:
@@ -70,7 +79,7 @@ class FakeBctrl:
         offset = int(cursor[1:]) if cursor else 0
         if path == "/v1/runs":
             rows = sorted(self.runs.values(), key=lambda r: r["createdAt"], reverse=True)
-            page = rows[offset:offset + limit]
+            page = rows[offset : offset + limit]
             more = offset + limit < len(rows)
             return httpx.Response(200, json={"data": page, "nextCursor": f"r{offset + limit}" if more else None})
         m = re.fullmatch(r"/v1/runs/([^/]+)/activity", path)
@@ -80,7 +89,7 @@ class FakeBctrl:
                 items = [i for i in items if i["level"] == q["level"]]
             if cats := q.get_list("categories"):
                 items = [i for i in items if i["category"] in cats]
-            page = items[offset:offset + limit]
+            page = items[offset : offset + limit]
             more = offset + limit < len(items)
             return httpx.Response(200, json={"items": page, "nextCursor": f"a{offset + limit}" if more else None})
         return httpx.Response(404, json={"error": {"code": "not_found", "message": "Run not found"}})
@@ -92,32 +101,54 @@ class FakeBctrl:
         self.requests.clear()
 
 
-def item(item_id: str, run_id: str, at: datetime, *, category: str = "action", level: str = "summary",
-         severity: str = "info", title: str = "Step", type_: str = "command.step", **extra: Any) -> dict[str, Any]:
-    return {"id": item_id, "runId": run_id, "runtimeId": "rt_1", "runtimeKind": "browser", "category": category,
-            "level": level, "severity": severity, "time": iso(at), "title": title, "type": type_, **extra}
+def item(
+    item_id: str,
+    run_id: str,
+    at: datetime,
+    *,
+    category: str = "action",
+    level: str = "summary",
+    severity: str = "info",
+    title: str = "Step",
+    type_: str = "command.step",
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "id": item_id,
+        "runId": run_id,
+        "runtimeId": "rt_1",
+        "runtimeKind": "browser",
+        "category": category,
+        "level": level,
+        "severity": severity,
+        "time": iso(at),
+        "title": title,
+        "type": type_,
+        **extra,
+    }
 
 
 def run_start(run_id: str, at: datetime) -> dict[str, Any]:
-    return item(f"{run_id}-start", run_id, at, category="system", status="running", title="Run started",
-                type_="run.started")
+    return item(
+        f"{run_id}-start", run_id, at, category="system", status="running", title="Run started", type_="run.started"
+    )
 
 
 def run_end(run_id: str, at: datetime, status: str = "succeeded") -> dict[str, Any]:
-    return item(f"{run_id}-end", run_id, at, category="system", status=status, title="Run ended",
-                type_="run.ended")
+    return item(f"{run_id}-end", run_id, at, category="system", status=status, title="Run ended", type_="run.ended")
 
 
 # -- an in-memory StateView that applies committed batches -------------------------
 
 
-
-
 def make_source(fake: FakeBctrl, **options: Any) -> BctrlSource:
     opts: dict[str, Any] = {"level": None, "categories": None, "runs": None, "page_size": 100, "lookback": 30.0}
     opts.update(options)
-    src = BctrlSource(source_config("bctrl", base_url="http://bctrl.test", name="bc", **opts),
-                      transport=httpx.MockTransport(fake.handler), stop=NoWait())
+    src = BctrlSource(
+        source_config("bctrl", base_url="http://bctrl.test", name="bc", **opts),
+        transport=httpx.MockTransport(fake.handler),
+        stop=NoWait(),
+    )
     return src
 
 
@@ -166,13 +197,20 @@ def test_fixture_run_exported_with_tool_calls_and_events() -> None:
     assert (run.status, run.raw_status) == (RunStatus.SUCCEEDED, "succeeded")
     assert run.started_at == datetime(2026, 5, 10, 11, 0, 0, tzinfo=timezone.utc)  # startedAt
     assert run.ended_at == datetime(2026, 5, 10, 11, 0, 6, tzinfo=timezone.utc)  # endedAt
-    assert dict(run.attributes) == {"agent_activity.runtime.kind": "browser",
-                                    "agent_activity.runtime.id": "rt_browser_1",
-                                    "agent_activity.space_id": "space_1"}
+    assert dict(run.attributes) == {
+        "agent_activity.runtime.kind": "browser",
+        "agent_activity.runtime.id": "rt_browser_1",
+        "agent_activity.space_id": "space_1",
+    }
     assert run.error_message is None
 
     nav, click = run.tool_calls
-    assert (nav.id, nav.name, nav.status, nav.raw_status) == ("cmd_1", "command.navigate", ToolStatus.SUCCEEDED, "succeeded")
+    assert (nav.id, nav.name, nav.status, nav.raw_status) == (
+        "cmd_1",
+        "command.navigate",
+        ToolStatus.SUCCEEDED,
+        "succeeded",
+    )
     assert nav.started_at == datetime(2026, 5, 10, 11, 0, 1, tzinfo=timezone.utc)
     assert nav.ended_at == datetime(2026, 5, 10, 11, 0, 2, 250000, tzinfo=timezone.utc)
     assert [e.id for e in nav.events] == ["act_003"]  # the debug item between first and last
@@ -264,8 +302,7 @@ def test_schema_optional_fields_may_be_missing() -> None:
 def test_schema_enums_known_values_kept_unknown_values_accepted_as_unknown() -> None:
     schemas = _schema()
     fields = {"category": 2, "level": 3, "severity": 4, "status": 5}  # compact item positions
-    enums = {name: _resolve(prop, schemas).get("enum")
-             for name, prop in schemas[ITEM_SCHEMA]["properties"].items()}
+    enums = {name: _resolve(prop, schemas).get("enum") for name, prop in schemas[ITEM_SCHEMA]["properties"].items()}
     assert {n for n, e in enums.items() if e} == {"category", "level", "severity", "status", "runtimeKind"}
     for name, values in enums.items():
         if not values:
@@ -281,8 +318,12 @@ def test_schema_enums_known_values_kept_unknown_values_accepted_as_unknown() -> 
 
 def test_schema_bad_types_and_timestamps_rejected() -> None:
     schemas = _schema()
-    cases = {"time": ("yesterday", "bad_timestamp"), "commandId": ({"a": 1}, "bad_type"),
-             "title": (["x"], "bad_type"), "message": (True, "bad_type")}
+    cases = {
+        "time": ("yesterday", "bad_timestamp"),
+        "commandId": ({"a": 1}, "bad_type"),
+        "title": (["x"], "bad_type"),
+        "message": (True, "bad_type"),
+    }
     for field, (value, reason) in cases.items():
         with pytest.raises(BadRecordError) as err:
             parse_item("bc", {**_valid_item(schemas), field: value})
@@ -299,9 +340,12 @@ def test_in_flight_run_read_incrementally_and_exported_once() -> None:
     fake = FakeBctrl()
     t0 = NOW - timedelta(minutes=10)
     fake.add_run("r1", t0, status="running", runtime="rt_a")
-    fake.add_items("r1", run_start("r1", t0), item("i1", "r1", t0 + timedelta(seconds=1), status="running",
-                                                    commandId="c1", title="Type"),
-                   item("n1", "r1", t0 + timedelta(seconds=1), category="network", level="debug"))
+    fake.add_items(
+        "r1",
+        run_start("r1", t0),
+        item("i1", "r1", t0 + timedelta(seconds=1), status="running", commandId="c1", title="Type"),
+        item("n1", "r1", t0 + timedelta(seconds=1), category="network", level="debug"),
+    )
     src, state = make_source(fake, page_size=2), MemoryState()
 
     poll(src, state)
@@ -311,8 +355,11 @@ def test_in_flight_run_read_incrementally_and_exported_once() -> None:
     # pages of 2: the cursor of the last page followed is kept (its nextCursor was null)
     assert state.open["r1"].data["cursor"] == "a2"
 
-    fake.add_items("r1", item("i2", "r1", t0 + timedelta(seconds=2), level="debug", commandId="c1"),
-                   item("i3", "r1", t0 + timedelta(seconds=3), status="succeeded", commandId="c1", title="Type"))
+    fake.add_items(
+        "r1",
+        item("i2", "r1", t0 + timedelta(seconds=2), level="debug", commandId="c1"),
+        item("i3", "r1", t0 + timedelta(seconds=3), status="succeeded", commandId="c1", title="Type"),
+    )
     fake.reset()
     poll(src, state, NOW + timedelta(seconds=30))
     activity = [r for r in fake.requests if r.url.path.endswith("/activity")]
@@ -366,8 +413,12 @@ def test_idle_request_pattern() -> None:
     for k in range(3):
         fake.reset()
         poll(src, state, NOW + timedelta(seconds=30 * (k + 1)))
-        assert sorted(fake.paths()) == ["/v1/runs", "/v1/runs/r0/activity", "/v1/runs/r1/activity",
-                                        "/v1/runs/r2/activity"]
+        assert sorted(fake.paths()) == [
+            "/v1/runs",
+            "/v1/runs/r0/activity",
+            "/v1/runs/r1/activity",
+            "/v1/runs/r2/activity",
+        ]
 
 
 def test_listing_stops_at_the_window_and_moves_its_watermark() -> None:
@@ -396,15 +447,27 @@ def test_listing_stops_at_the_window_and_moves_its_watermark() -> None:
 def test_repeated_listing_rows_and_repeated_activity_items_count_once() -> None:
     fake = FakeBctrl()
     t0 = NOW - timedelta(minutes=2)
-    run = {"id": "r1", "runtimeId": "rt", "status": "succeeded", "createdAt": iso(t0), "startedAt": iso(t0),
-           "endedAt": iso(t0 + timedelta(seconds=9))}
+    run = {
+        "id": "r1",
+        "runtimeId": "rt",
+        "status": "succeeded",
+        "createdAt": iso(t0),
+        "startedAt": iso(t0),
+        "endedAt": iso(t0 + timedelta(seconds=9)),
+    }
     pages = {None: {"data": [run], "nextCursor": "p2"}, "p2": {"data": [run, run], "nextCursor": None}}
     fake.override["/v1/runs"] = lambda r: httpx.Response(200, json=pages[r.url.params.get("cursor")])
-    items = [run_start("r1", t0), item("i1", "r1", t0 + timedelta(seconds=1)),
-             item("i2", "r1", t0 + timedelta(seconds=2)), run_end("r1", t0 + timedelta(seconds=9))]
-    act = {None: {"items": items[:2], "nextCursor": "q2"},
-           "q2": {"items": items[1:3] + items[1:2], "nextCursor": "q3"},  # repeats the previous page's item
-           "q3": {"items": items[2:], "nextCursor": None}}
+    items = [
+        run_start("r1", t0),
+        item("i1", "r1", t0 + timedelta(seconds=1)),
+        item("i2", "r1", t0 + timedelta(seconds=2)),
+        run_end("r1", t0 + timedelta(seconds=9)),
+    ]
+    act = {
+        None: {"items": items[:2], "nextCursor": "q2"},
+        "q2": {"items": items[1:3] + items[1:2], "nextCursor": "q3"},  # repeats the previous page's item
+        "q3": {"items": items[2:], "nextCursor": None},
+    }
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(200, json=act[r.url.params.get("cursor")])
     src, state = make_source(fake), MemoryState()
     poll(src, state)
@@ -419,9 +482,12 @@ def test_status_going_backwards_keeps_the_terminal_status() -> None:
     fake = FakeBctrl()
     t0 = NOW - timedelta(minutes=2)
     fake.add_run("r1", t0, status="failed", endedAt=iso(t0 + timedelta(seconds=3)))
-    fake.add_items("r1", run_start("r1", t0),
-                   item("e1", "r1", t0 + timedelta(seconds=1), severity="error", title="Crash", message="boom"),
-                   item("e2", "r1", t0 + timedelta(seconds=2), severity="error", title="Page closed"))
+    fake.add_items(
+        "r1",
+        run_start("r1", t0),
+        item("e1", "r1", t0 + timedelta(seconds=1), severity="error", title="Crash", message="boom"),
+        item("e2", "r1", t0 + timedelta(seconds=2), severity="error", title="Page closed"),
+    )
     src, state = make_source(fake), MemoryState()
     fake.override["/v1/runs/r1/activity"] = lambda r: httpx.Response(503)
     with pytest.raises(RetryableError):  # the listing is committed, the activity read fails
@@ -481,12 +547,19 @@ def test_bad_item_rejected_rest_of_page_used_and_rejected_once() -> None:
     fake.add_run("r1", t0)
     bad = item("bad1", "r1", t0)
     del bad["severity"]
-    fake.add_items("r1", run_start("r1", t0), bad, item("ok1", "r1", t0 + timedelta(seconds=1)),
-                   {**item("bad2", "r1", t0), "time": "not-a-time"})
+    fake.add_items(
+        "r1",
+        run_start("r1", t0),
+        bad,
+        item("ok1", "r1", t0 + timedelta(seconds=1)),
+        {**item("bad2", "r1", t0), "time": "not-a-time"},
+    )
     src, state = make_source(fake), MemoryState()
     poll(src, state)
-    assert sorted((r.reason, r.record_id) for r in state.rejected) == [("bad_timestamp", "bad2"),
-                                                                      ("missing_field", "bad1")]
+    assert sorted((r.reason, r.record_id) for r in state.rejected) == [
+        ("bad_timestamp", "bad2"),
+        ("missing_field", "bad1"),
+    ]
     assert sorted(e.id for e in state.events) == ["ok1", "r1-start"]
     poll(src, state, NOW + timedelta(seconds=30))  # the same last page again
     assert len(state.rejected) == 2 and len(state.events) == 2
@@ -496,8 +569,9 @@ def test_bad_listing_row_rejected_once_rest_used() -> None:
     fake = FakeBctrl()
     fake.add_run("r1", NOW - timedelta(minutes=1))
     broken = {"id": "r2", "runtimeId": "rt", "status": "running", "createdAt": None}
-    fake.override["/v1/runs"] = lambda r: httpx.Response(200, json={"data": [fake.runs["r1"], broken],
-                                                                     "nextCursor": None})
+    fake.override["/v1/runs"] = lambda r: httpx.Response(
+        200, json={"data": [fake.runs["r1"], broken], "nextCursor": None}
+    )
     src, state = make_source(fake), MemoryState()
     poll(src, state)
     poll(src, state, NOW + timedelta(seconds=30))
@@ -508,7 +582,8 @@ def test_bad_listing_row_rejected_once_rest_used() -> None:
 def test_html_body_is_a_bad_response_and_keeps_the_checkpoint() -> None:
     fake = FakeBctrl()
     fake.override["/v1/runs"] = lambda r: httpx.Response(
-        200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"})
+        200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}
+    )
     state = MemoryState()
     state.checkpoint = {"watermark": iso(NOW - timedelta(minutes=5))}
     with pytest.raises(BadResponseError):
@@ -526,8 +601,9 @@ def test_wrong_envelope_is_a_bad_response() -> None:
 
 def test_unauthorized_is_an_auth_error() -> None:
     fake = FakeBctrl()
-    fake.override["/v1/runs"] = lambda r: httpx.Response(401, json={"error": {"code": "unauthorized",
-                                                                              "message": "bad key"}})
+    fake.override["/v1/runs"] = lambda r: httpx.Response(
+        401, json={"error": {"code": "unauthorized", "message": "bad key"}}
+    )
     with pytest.raises(AuthError):
         poll(make_source(fake), MemoryState())
     assert fake.requests[0].headers["authorization"] == "Bearer s3cret-key-value"
@@ -544,8 +620,7 @@ def test_404_drops_the_run_with_a_warning_and_goes_on(caplog: pytest.LogCaptureF
     with caplog.at_level(logging.WARNING, logger="exporter.sources.bctrl"):
         poll(src, state)
     assert [r.run_id for r in state.runs] == ["b-ok"] and state.open == {}
-    assert any(rec.levelno == logging.WARNING and getattr(rec, "record_id", None) == "a-gone"
-               for rec in caplog.records)
+    assert any(rec.levelno == logging.WARNING and getattr(rec, "record_id", None) == "a-gone" for rec in caplog.records)
     fake.reset()
     poll(src, state, NOW + timedelta(seconds=30))
     assert fake.paths() == ["/v1/runs"]  # neither the gone run nor the exported one
@@ -557,8 +632,9 @@ def test_404_drops_the_run_with_a_warning_and_goes_on(caplog: pytest.LogCaptureF
 def test_fixed_runs_need_no_listing_and_end_on_a_system_item() -> None:
     fake = FakeBctrl()
     t0 = NOW - timedelta(minutes=3)
-    fake.add_items("f1", run_start("f1", t0), item("x1", "f1", t0 + timedelta(seconds=1), category="network",
-                                                    level="debug"))
+    fake.add_items(
+        "f1", run_start("f1", t0), item("x1", "f1", t0 + timedelta(seconds=1), category="network", level="debug")
+    )
     fake.add_items("f2", run_start("f2", t0))
     src = make_source(fake, runs=("f1", "f2"), level="summary", categories=("system", "action"))
     state = MemoryState()
@@ -597,8 +673,11 @@ def test_expire_gives_an_incomplete_run_with_what_was_read() -> None:
     fake = FakeBctrl()
     t0 = NOW - timedelta(minutes=3)
     fake.add_run("r1", t0, runtime="rt_x")
-    fake.add_items("r1", run_start("r1", t0), item("c", "r1", t0 + timedelta(seconds=1), status="running",
-                                                    commandId="cmd", title="Scroll"))
+    fake.add_items(
+        "r1",
+        run_start("r1", t0),
+        item("c", "r1", t0 + timedelta(seconds=1), status="running", commandId="cmd", title="Scroll"),
+    )
     src, state = make_source(fake), MemoryState()
     poll(src, state)
     run = src.expire(state.open["r1"], NOW + timedelta(hours=24))

@@ -26,9 +26,15 @@ Handler = Callable[[httpx.Request], httpx.Response]
 def ev(i: int, seconds: float, event_type: str, run: str | None = "run_1", **extra: object) -> dict[str, object]:
     rtype, rid = ("tool", extra.pop("call", "tc1")) if event_type.startswith("tool.") else ("agent", "triage")
     body: dict[str, object] = {
-        "id": f"act_{i}", "resourceType": rtype, "resourceId": rid, "eventType": event_type,
-        "severity": "error" if event_type.endswith("failed") else "info", "status": event_type.rsplit(".", 1)[1],
-        "title": event_type, "summary": f"summary of {event_type}", "threadId": "thr_1",
+        "id": f"act_{i}",
+        "resourceType": rtype,
+        "resourceId": rid,
+        "eventType": event_type,
+        "severity": "error" if event_type.endswith("failed") else "info",
+        "status": event_type.rsplit(".", 1)[1],
+        "title": event_type,
+        "summary": f"summary of {event_type}",
+        "threadId": "thr_1",
         "occurredAt": (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z"),
     }
     if run:
@@ -50,13 +56,17 @@ class Feed:
         self.requests.append(request)
         q = request.url.params
         since, until = datetime.fromisoformat(q["since"]), datetime.fromisoformat(q["until"])
-        visible = [e for e in reversed(self.events)
-                   if since <= datetime.fromisoformat(str(e["occurredAt"])) < until]
+        visible = [e for e in reversed(self.events) if since <= datetime.fromisoformat(str(e["occurredAt"])) < until]
         offset = int(q.get("cursor") or 0)
-        chunk = visible[offset: offset + self.page]
+        chunk = visible[offset : offset + self.page]
         more = offset + self.page < len(visible)
-        return httpx.Response(200, json={"data": {"events": chunk},
-                                         "meta": {"hasMore": more, "nextCursor": str(offset + self.page) if more else None}})
+        return httpx.Response(
+            200,
+            json={
+                "data": {"events": chunk},
+                "meta": {"hasMore": more, "nextCursor": str(offset + self.page) if more else None},
+            },
+        )
 
 
 class Harness:
@@ -94,26 +104,34 @@ def test_seed_example_parses_and_counts(tmp_path: Path) -> None:
     assert h.rejected == []
     assert h.events == 1  # the example event counted once
     # Its run ended (agent.run.completed) and is exported, though its start is older than the window.
-    assert [(r.run_id, r.status, r.conversation_id) for r in h.runs] == [("run_abc123", RunStatus.SUCCEEDED, "thr_abc123")]
+    assert [(r.run_id, r.status, r.conversation_id) for r in h.runs] == [
+        ("run_abc123", RunStatus.SUCCEEDED, "thr_abc123")
+    ]
 
 
 def test_run_assembled_from_unordered_pages_with_tool_calls(tmp_path: Path) -> None:
-    feed = Feed([
-        ev(1, 0, "agent.run.started"),
-        ev(2, 1, "tool.call.started", toolSlug="web_search"),
-        ev(3, 3, "tool.call.completed", toolSlug="web_search"),
-        ev(4, 4, "tool.call.started", call="tc2", toolSlug="send_email"),
-        ev(5, 5, "tool.call.failed", call="tc2", toolSlug="send_email"),
-        ev(6, 6, "agent.message.added"),
-        ev(7, 9, "agent.run.failed"),
-        ev(8, 9.5, "sandbox.created", run=None, resourceType="sandbox", status="created"),
-    ])
+    feed = Feed(
+        [
+            ev(1, 0, "agent.run.started"),
+            ev(2, 1, "tool.call.started", toolSlug="web_search"),
+            ev(3, 3, "tool.call.completed", toolSlug="web_search"),
+            ev(4, 4, "tool.call.started", call="tc2", toolSlug="send_email"),
+            ev(5, 5, "tool.call.failed", call="tc2", toolSlug="send_email"),
+            ev(6, 6, "agent.message.added"),
+            ev(7, 9, "agent.run.failed"),
+            ev(8, 9.5, "sandbox.created", run=None, resourceType="sandbox", status="created"),
+        ]
+    )
     h = Harness(tmp_path, feed)
     h.poll(T0 + timedelta(seconds=30))
     assert len(h.runs) == 1
     run = h.runs[0]
     assert (run.status, run.agent_id, run.started_at, run.ended_at) == (
-        RunStatus.FAILED, "triage", T0, T0 + timedelta(seconds=9))
+        RunStatus.FAILED,
+        "triage",
+        T0,
+        T0 + timedelta(seconds=9),
+    )
     assert run.error_message == "summary of agent.run.failed"
     calls = {c.id: c for c in run.tool_calls}
     assert (calls["tc1"].name, calls["tc1"].status) == ("web_search", ToolStatus.SUCCEEDED)
@@ -208,19 +226,25 @@ def test_settled_backfill_windows_do_not_overlap_and_keep_no_event_keys(tmp_path
 
 
 def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
     events = []
     for n in range(30):  # a run every 2 minutes over the last hour, 3 events each
         t = -3500 + 120 * n
-        events += [ev(3 * n, t, "agent.run.started", run=f"r{n}"),
-                   ev(3 * n + 1, t + 1, "agent.message.added", run=f"r{n}"),
-                   ev(3 * n + 2, t + 2, "agent.run.completed", run=f"r{n}")]
+        events += [
+            ev(3 * n, t, "agent.run.started", run=f"r{n}"),
+            ev(3 * n + 1, t + 1, "agent.message.added", run=f"r{n}"),
+            ev(3 * n + 2, t + 2, "agent.run.completed", run=f"r{n}"),
+        ]
     feed = Feed(events, page=2)
     h = Harness(tmp_path, feed, max_window=1200.0, lookback=30.0, start_from=3600.0)
     h.poll(T0)
-    spans = [parse(r.url.params["until"]) - parse(r.url.params["since"])
-             for r in feed.requests if r.url.params.get("cursor") is None]
+    spans = [
+        parse(r.url.params["until"]) - parse(r.url.params["since"])
+        for r in feed.requests
+        if r.url.params.get("cursor") is None
+    ]
     assert spans[0] == timedelta(seconds=1230) and max(spans[1:]) < timedelta(seconds=600)  # narrowed
     assert sorted(r.run_id for r in h.runs) == sorted(f"r{n}" for n in range(30)) and h.events == 90
     upserted = {run_id for b in h.batches for run_id in b.open_upserts}
@@ -231,16 +255,19 @@ def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
 
 @pytest.mark.parametrize("crash_after", [1, 3, 7, 12, 20])
 def test_a_backfill_killed_after_any_batch_resumes_without_loss_or_double_count(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_after: int) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_after: int
+) -> None:
     monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
     events = []
     for n in range(20):  # runs overlapping each other and window ends, tool calls on other pages
         t = -3500 + 150 * n
-        events += [ev(5 * n, t, "agent.run.started", run=f"r{n}"),
-                   ev(5 * n + 1, t + 40, "tool.call.started", run=f"r{n}", call=f"c{n}", toolSlug="search"),
-                   ev(5 * n + 2, t + 90, "tool.call.completed", run=f"r{n}", call=f"c{n}", toolSlug="search"),
-                   ev(5 * n + 3, t + 100, "agent.message.added", run=f"r{n}"),
-                   ev(5 * n + 4, t + 200, "agent.run.completed", run=f"r{n}")]
+        events += [
+            ev(5 * n, t, "agent.run.started", run=f"r{n}"),
+            ev(5 * n + 1, t + 40, "tool.call.started", run=f"r{n}", call=f"c{n}", toolSlug="search"),
+            ev(5 * n + 2, t + 90, "tool.call.completed", run=f"r{n}", call=f"c{n}", toolSlug="search"),
+            ev(5 * n + 3, t + 100, "agent.message.added", run=f"r{n}"),
+            ev(5 * n + 4, t + 200, "agent.run.completed", run=f"r{n}"),
+        ]
     feed = Feed(events, page=2)
     options = {"max_window": 1200.0, "lookback": 30.0, "start_from": 3600.0}
     first = Harness(tmp_path, feed, **options)
@@ -259,8 +286,7 @@ def test_an_event_on_a_settled_window_boundary_counts_once_however_the_server_re
     first_until = now - timedelta(seconds=3600) + timedelta(seconds=600)
     # The completing event sits exactly on the first window's end.
     feed = Feed([boundary[0], dict(boundary[1], occurredAt=first_until.isoformat().replace("+00:00", "Z"))])
-    h = Harness(tmp_path, lambda request: _inclusive(feed, request), max_window=600.0, lookback=30.0,
-                start_from=3600.0)
+    h = Harness(tmp_path, lambda request: _inclusive(feed, request), max_window=600.0, lookback=30.0, start_from=3600.0)
     h.poll(now)
     assert [r.run_id for r in h.runs] == ["edge"] and h.events == 2
 
@@ -271,10 +297,15 @@ def _inclusive(feed: Feed, request: httpx.Request) -> httpx.Response:
     since, until = parse(q["since"]), parse(q["until"])
     visible = [e for e in reversed(feed.events) if since <= parse(str(e["occurredAt"])) <= until]
     offset = int(q.get("cursor") or 0)
-    chunk = visible[offset: offset + feed.page]
+    chunk = visible[offset : offset + feed.page]
     more = offset + feed.page < len(visible)
-    return httpx.Response(200, json={"data": {"events": chunk},
-                                     "meta": {"hasMore": more, "nextCursor": str(offset + feed.page) if more else None}})
+    return httpx.Response(
+        200,
+        json={
+            "data": {"events": chunk},
+            "meta": {"hasMore": more, "nextCursor": str(offset + feed.page) if more else None},
+        },
+    )
 
 
 def test_narrowing_never_widens_a_window_past_max_window(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

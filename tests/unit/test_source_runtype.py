@@ -29,15 +29,33 @@ def iso(seconds: float) -> str:
     return (T0 + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")
 
 
-def execution(exec_id: str, agent: str, created: float, status: str = "completed", *,
-              parent: str | None = None, duration: float = 5.0, **extra: object) -> dict[str, object]:
+def execution(
+    exec_id: str,
+    agent: str,
+    created: float,
+    status: str = "completed",
+    *,
+    parent: str | None = None,
+    duration: float = 5.0,
+    **extra: object,
+) -> dict[str, object]:
     done = status not in ("pending", "running")
     body: dict[str, object] = {
-        "id": exec_id, "agentId": agent, "agentSource": "runtype-core", "executionId": exec_id,
-        "parentExecutionId": parent, "surfaceType": "web", "status": status, "iterations": 2 if done else None,
-        "totalCost": "0.010" if done else None, "stopReason": "end_turn" if done else None,
-        "startedAt": iso(created + 1), "completedAt": iso(created + 1 + duration) if done else None,
-        "createdAt": iso(created), "agentSpec": None, "totalTokens": 100 if done else None,
+        "id": exec_id,
+        "agentId": agent,
+        "agentSource": "runtype-core",
+        "executionId": exec_id,
+        "parentExecutionId": parent,
+        "surfaceType": "web",
+        "status": status,
+        "iterations": 2 if done else None,
+        "totalCost": "0.010" if done else None,
+        "stopReason": "end_turn" if done else None,
+        "startedAt": iso(created + 1),
+        "completedAt": iso(created + 1 + duration) if done else None,
+        "createdAt": iso(created),
+        "agentSpec": None,
+        "totalTokens": 100 if done else None,
         "inputMessages": [{"role": "user", "content": f"hello {exec_id}"}],
     }
     body.update(extra)
@@ -78,8 +96,9 @@ class Platform:
                 return self._page(found, q)
             lo = parse_time(q["from"]) if "from" in q else datetime.min.replace(tzinfo=timezone.utc)
             hi = parse_time(q["to"]) if "to" in q else datetime.max.replace(tzinfo=timezone.utc)
-            mine = [e for e in self.executions.values()
-                    if e["agentId"] == agent and lo <= parse_time(e["createdAt"]) <= hi]
+            mine = [
+                e for e in self.executions.values() if e["agentId"] == agent and lo <= parse_time(e["createdAt"]) <= hi
+            ]
             mine.sort(key=lambda e: parse_time(e["createdAt"]), reverse=True)
             return self._page([self._list_item(e) for e in mine], q)
         item = self.executions.get(parts[4])
@@ -96,13 +115,19 @@ class Platform:
         offset = int(q.get("cursor") or 0)
         size = min(self.page, int(q.get("limit") or self.page))
         more = offset + size < len(items)
-        return httpx.Response(200, json={
-            "data": items[offset: offset + size],
-            "pagination": {"nextCursor": str(offset + size) if more else None, "prevCursor": None,
-                           "hasMore": more, "hasPrev": offset > 0, "limit": size},
-        })
-
-
+        return httpx.Response(
+            200,
+            json={
+                "data": items[offset : offset + size],
+                "pagination": {
+                    "nextCursor": str(offset + size) if more else None,
+                    "prevCursor": None,
+                    "hasMore": more,
+                    "hasPrev": offset > 0,
+                    "limit": size,
+                },
+            },
+        )
 
 
 class Harness:
@@ -152,12 +177,21 @@ def test_seed_example_parses() -> None:
     assert h.rejected == []
     [run] = h.runs
     assert (run.run_id, run.agent_id, run.agent_name, run.status, run.raw_status) == (
-        "exec_9f8b7c6d5a4e3f21", "agent_12345abcde", "agent_12345abcde", RunStatus.SUCCEEDED, "completed")
+        "exec_9f8b7c6d5a4e3f21",
+        "agent_12345abcde",
+        "agent_12345abcde",
+        RunStatus.SUCCEEDED,
+        "completed",
+    )
     assert run.started_at == datetime(2024, 6, 10, 14, 22, 30, tzinfo=timezone.utc)
     assert run.ended_at == datetime(2024, 6, 10, 14, 25, 45, tzinfo=timezone.utc)
     assert (run.cost_usd, run.total_tokens, run.iterations) == (Decimal("0.023"), 450, 3)
     assert (run.finish_reasons, run.trigger_type, run.root_run_id, run.parent_run_id) == (
-        ("max_iterations_reached",), "webhook", None, None)
+        ("max_iterations_reached",),
+        "webhook",
+        None,
+        None,
+    )
     assert ("agent_activity.agent_source", "runtype-core") in run.attributes
 
 
@@ -265,17 +299,33 @@ def test_running_execution_is_rechecked_by_id_and_exported_once_finished() -> No
 
     # It ends: the detail (with finalOutput) makes the run, its tool calls are read once.
     p.add(execution("e1", "alpha", -10, "completed", duration=200, finalOutput={"answer": 42}))
-    p.tool_calls["e1"] = [{"id": "tc1", "toolName": "search", "status": "completed", "createdAt": iso(5),
-                           "executionTimeMs": 1500, "inputParameters": {"q": "x"}, "outputResult": "found"}]
+    p.tool_calls["e1"] = [
+        {
+            "id": "tc1",
+            "toolName": "search",
+            "status": "completed",
+            "createdAt": iso(5),
+            "executionTimeMs": 1500,
+            "inputParameters": {"q": "x"},
+            "outputResult": "found",
+        }
+    ]
     p.requests.clear()
     h.poll(T0 + timedelta(seconds=240))
-    assert p.paths() == ["/v1/agents/alpha/executions", "/v1/agents/alpha/executions/e1",
-                         "/v1/agents/alpha/executions/e1/tool-calls"]
+    assert p.paths() == [
+        "/v1/agents/alpha/executions",
+        "/v1/agents/alpha/executions/e1",
+        "/v1/agents/alpha/executions/e1/tool-calls",
+    ]
     [run] = h.runs
     assert (run.status, run.output, run.ended_at) == (
-        RunStatus.SUCCEEDED, '{"answer": 42}', T0 + timedelta(seconds=191))
+        RunStatus.SUCCEEDED,
+        '{"answer": 42}',
+        T0 + timedelta(seconds=191),
+    )
     assert [(c.id, c.name, c.status, c.input, c.output) for c in run.tool_calls] == [
-        ("tc1", "search", ToolStatus.SUCCEEDED, '{"q": "x"}', "found")]
+        ("tc1", "search", ToolStatus.SUCCEEDED, '{"q": "x"}', "found")
+    ]
     assert run.tool_calls[0].ended_at - run.tool_calls[0].started_at == timedelta(milliseconds=1500)
     assert ("agent_activity.time_derived", True) in run.tool_calls[0].attributes
     assert h.state.open == {}
@@ -301,8 +351,7 @@ def test_open_execution_that_vanishes_is_given_up_as_incomplete() -> None:
 
 def test_unknown_status_is_open_without_completed_at_and_unknown_with_it() -> None:
     p = Platform(["alpha"])
-    p.add(execution("e1", "alpha", -20, "paused", completedAt=None),
-          execution("e2", "alpha", -10, "archived"))
+    p.add(execution("e1", "alpha", -20, "paused", completedAt=None), execution("e2", "alpha", -10, "archived"))
     h = Harness(p, agents=["alpha"], tool_calls=False)
     h.poll(T0)
     assert [(r.run_id, r.status, r.raw_status) for r in h.runs] == [("e2", RunStatus.UNKNOWN, "archived")]
@@ -316,7 +365,12 @@ def test_expire_builds_an_incomplete_run() -> None:
     h.poll(T0)
     run = h.source.expire(h.state.open["e1"], T0 + timedelta(hours=2))
     assert (run.run_id, run.status, run.ended_at, run.started_at, run.agent_id) == (
-        "e1", RunStatus.INCOMPLETE, None, T0 - timedelta(seconds=9), "alpha")
+        "e1",
+        RunStatus.INCOMPLETE,
+        None,
+        T0 - timedelta(seconds=9),
+        "alpha",
+    )
 
 
 # -- failures of one execution ----------------------------------------------------
@@ -324,18 +378,29 @@ def test_expire_builds_an_incomplete_run() -> None:
 
 def test_failed_execution_takes_the_error_from_its_detail() -> None:
     p = Platform(["alpha"])
-    p.add(execution("e1", "alpha", -30, "failed", error={"message": "model quota exceeded"}),
-          execution("e2", "alpha", -20, "timed_out", stopReason="timeout"),
-          execution("e3", "alpha", -10, "failed", errorMessage="search failed"))
+    p.add(
+        execution("e1", "alpha", -30, "failed", error={"message": "model quota exceeded"}),
+        execution("e2", "alpha", -20, "timed_out", stopReason="timeout"),
+        execution("e3", "alpha", -10, "failed", errorMessage="search failed"),
+    )
     h = Harness(p, agents=["alpha"], tool_calls=False)
     h.poll(T0)
     runs = h.by_id()
     assert (runs["e1"].status, runs["e1"].error_message, runs["e1"].error_type) == (
-        RunStatus.FAILED, "model quota exceeded", "failed")
+        RunStatus.FAILED,
+        "model quota exceeded",
+        "failed",
+    )
     assert (runs["e2"].status, runs["e2"].error_message) == (RunStatus.TIMED_OUT, "timeout")  # no error: stopReason
     assert runs["e3"].error_message == "search failed"  # the detail's errorMessage
-    assert sorted(p.paths()) == sorted(["/v1/agents/alpha/executions", "/v1/agents/alpha/executions/e1",
-                                        "/v1/agents/alpha/executions/e2", "/v1/agents/alpha/executions/e3"])
+    assert sorted(p.paths()) == sorted(
+        [
+            "/v1/agents/alpha/executions",
+            "/v1/agents/alpha/executions/e1",
+            "/v1/agents/alpha/executions/e2",
+            "/v1/agents/alpha/executions/e3",
+        ]
+    )
 
 
 def test_bad_record_is_rejected_and_the_rest_used() -> None:
@@ -354,8 +419,12 @@ def test_bad_record_is_rejected_and_the_rest_used() -> None:
     h.poll(T0)
     assert sorted(r.run_id for r in h.runs) == ["e1", "e3"]
     assert h.by_id()["e3"].cost_usd is None  # kept, without its cost
-    assert sorted(h.rejected) == [("bad_timestamp", "e2"), ("bad_type", "?"), ("bad_value", "e3"),
-                                  ("missing_field", "e4")]
+    assert sorted(h.rejected) == [
+        ("bad_timestamp", "e2"),
+        ("bad_type", "?"),
+        ("bad_value", "e3"),
+        ("missing_field", "e4"),
+    ]
     assert h.records["execution"] == 5
 
 
@@ -363,8 +432,14 @@ def test_bad_tool_call_is_rejected_and_the_run_kept() -> None:
     p = Platform(["alpha"])
     p.add(execution("e1", "alpha", -30))
     p.tool_calls["e1"] = [
-        {"id": "tc1", "toolName": "search", "status": "failed", "createdAt": iso(-29), "executionTimeMs": 10,
-         "errorMessage": "boom"},
+        {
+            "id": "tc1",
+            "toolName": "search",
+            "status": "failed",
+            "createdAt": iso(-29),
+            "executionTimeMs": 10,
+            "errorMessage": "boom",
+        },
         {"id": "tc2", "toolName": "send", "status": "completed"},  # no createdAt
         {"id": "tc3", "toolName": "odd", "status": "exploded", "createdAt": iso(-27)},
         {"id": "tc1", "toolName": "search", "status": "failed", "createdAt": iso(-29)},  # repeated
@@ -377,7 +452,10 @@ def test_bad_tool_call_is_rejected_and_the_run_kept() -> None:
     assert sorted(calls) == ["tc1", "tc3"]
     assert (calls["tc1"].status, calls["tc1"].error_message) == (ToolStatus.FAILED, "boom")
     assert (calls["tc3"].status, calls["tc3"].ended_at, calls["tc3"].raw_status) == (
-        ToolStatus.UNKNOWN, None, "exploded")
+        ToolStatus.UNKNOWN,
+        None,
+        "exploded",
+    )
     assert h.rejected == [("missing_field", "tc2")]
 
 
@@ -387,20 +465,27 @@ def test_bad_tool_call_is_rejected_and_the_run_kept() -> None:
 def test_sub_agents_land_in_the_top_level_trace_whoever_is_read_first() -> None:
     # Agents are read in id order: the sub-sub-agent first, the top-level agent last.
     p = Platform(["a_leaf", "b_sub", "c_top"])
-    p.add(execution("top", "c_top", -100, "running"),
-          execution("mid", "b_sub", -90, parent="top"),
-          execution("leaf", "a_leaf", -80, parent="mid"),
-          execution("leaf2", "a_leaf", -70, parent="mid"))
+    p.add(
+        execution("top", "c_top", -100, "running"),
+        execution("mid", "b_sub", -90, parent="top"),
+        execution("leaf", "a_leaf", -80, parent="mid"),
+        execution("leaf2", "a_leaf", -70, parent="mid"),
+    )
     h = Harness(p, tool_calls=False)
     h.poll(T0)
     runs = h.by_id()
     assert sorted(runs) == ["leaf", "leaf2", "mid"]  # "top" still running
     assert {(r.run_id, r.parent_run_id, r.root_run_id) for r in runs.values()} == {
-        ("leaf", "mid", "top"), ("leaf2", "mid", "top"), ("mid", "top", "top")}
+        ("leaf", "mid", "top"),
+        ("leaf2", "mid", "top"),
+        ("mid", "top", "top"),
+    }
     # The chain was followed by the executionId filter, once per unknown ancestor
     # (asked of the agent that named it: mid via a_leaf, then top via mid's b_sub).
     assert [x for x in p.paths() if x.endswith("?executionId")] == [
-        "/v1/agents/a_leaf/executions?executionId", "/v1/agents/b_sub/executions?executionId"]
+        "/v1/agents/a_leaf/executions?executionId",
+        "/v1/agents/b_sub/executions?executionId",
+    ]
     assert runs["mid"].agent_id == "b_sub" and runs["mid"].agent_name == "Agent b_sub"
 
     p.add(execution("top", "c_top", -100, "completed", duration=60))
@@ -444,11 +529,14 @@ def test_unresolvable_parent_keeps_the_run_and_marks_it() -> None:
 # -- bad responses -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("response", [
-    httpx.Response(200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}),
-    httpx.Response(200, json={"items": []}),
-    httpx.Response(200, text='{"data": [{"id": '),
-])
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(200, text="<html><body>Bad gateway</body></html>", headers={"content-type": "text/html"}),
+        httpx.Response(200, json={"items": []}),
+        httpx.Response(200, text='{"data": [{"id": '),
+    ],
+)
 def test_bad_responses_fail_the_poll_and_keep_the_checkpoint(response: httpx.Response) -> None:
     p = Platform(["alpha"])
     p.add(execution("e1", "alpha", -30))
@@ -472,8 +560,9 @@ def test_401_is_an_auth_error() -> None:
 
 def test_repeated_cursor_ends_the_poll() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, json={"data": [execution("e1", "alpha", -30)],
-                                         "pagination": {"nextCursor": "same", "hasMore": True}})
+        return httpx.Response(
+            200, json={"data": [execution("e1", "alpha", -30)], "pagination": {"nextCursor": "same", "hasMore": True}}
+        )
 
     h = Harness(handler, agents=["alpha"], tool_calls=False)
     with pytest.raises(CursorLoopError):
@@ -571,8 +660,16 @@ def test_agent_deleted_after_listing_is_set_aside_not_failing_the_poll() -> None
 
 def test_timestamps_with_offsets_and_nanoseconds() -> None:
     p = Platform(["alpha"])
-    p.add(execution("e1", "alpha", -60, createdAt="2026-05-10T13:59:00.123456789+02:00",
-                    startedAt="2026-05-10T11:59:01.5Z", completedAt="2026-05-10T07:59:30-04:00"))
+    p.add(
+        execution(
+            "e1",
+            "alpha",
+            -60,
+            createdAt="2026-05-10T13:59:00.123456789+02:00",
+            startedAt="2026-05-10T11:59:01.5Z",
+            completedAt="2026-05-10T07:59:30-04:00",
+        )
+    )
     h = Harness(p, agents=["alpha"], tool_calls=False)
     h.poll(T0)
     [run] = h.runs

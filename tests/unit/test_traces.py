@@ -20,19 +20,51 @@ T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
 
 def make_run(**overrides: object) -> Run:
     run = Run(
-        source="feed", platform="runtools", base_url="https://api.runtools.example", run_id="run_1",
-        agent_id="triage", agent_name="triage", status=RunStatus.FAILED, raw_status="failed",
-        started_at=T0, ended_at=T0 + timedelta(seconds=10), conversation_id="thr_1",
-        error_message="tool exploded", input_tokens=120, output_tokens=30, total_tokens=150,
-        cost_usd=Decimal("0.023"), finish_reasons=("max_iterations_reached",), input="the prompt " * 50,
+        source="feed",
+        platform="runtools",
+        base_url="https://api.runtools.example",
+        run_id="run_1",
+        agent_id="triage",
+        agent_name="triage",
+        status=RunStatus.FAILED,
+        raw_status="failed",
+        started_at=T0,
+        ended_at=T0 + timedelta(seconds=10),
+        conversation_id="thr_1",
+        error_message="tool exploded",
+        input_tokens=120,
+        output_tokens=30,
+        total_tokens=150,
+        cost_usd=Decimal("0.023"),
+        finish_reasons=("max_iterations_reached",),
+        input="the prompt " * 50,
         tool_calls=(
-            ToolCall(id="tc1", name="web_search", started_at=T0 + timedelta(seconds=1),
-                     ended_at=T0 + timedelta(seconds=3), status=ToolStatus.SUCCEEDED, input='{"q": "x"}'),
-            ToolCall(id="tc2", name="send_email", started_at=T0 + timedelta(seconds=4), ended_at=None,
-                     status=ToolStatus.FAILED, error_message="smtp down"),
+            ToolCall(
+                id="tc1",
+                name="web_search",
+                started_at=T0 + timedelta(seconds=1),
+                ended_at=T0 + timedelta(seconds=3),
+                status=ToolStatus.SUCCEEDED,
+                input='{"q": "x"}',
+            ),
+            ToolCall(
+                id="tc2",
+                name="send_email",
+                started_at=T0 + timedelta(seconds=4),
+                ended_at=None,
+                status=ToolStatus.FAILED,
+                error_message="smtp down",
+            ),
         ),
-        events=(ActivityEvent(id="e1", name="agent.message.added", time=T0 + timedelta(seconds=2),
-                              severity=Severity.INFO, attributes=(("k", "v"),)),),
+        events=(
+            ActivityEvent(
+                id="e1",
+                name="agent.message.added",
+                time=T0 + timedelta(seconds=2),
+                severity=Severity.INFO,
+                attributes=(("k", "v"),),
+            ),
+        ),
     )
     return replace(run, **overrides)  # type: ignore[arg-type]
 
@@ -40,7 +72,7 @@ def make_run(**overrides: object) -> Run:
 def attrs(span: dict[str, object]) -> dict[str, object]:
     out = {}
     for a in span["attributes"]:  # type: ignore[union-attr]
-        (kind, value), = a["value"].items()
+        ((kind, value),) = a["value"].items()
         out[a["key"]] = value
     return out
 
@@ -81,7 +113,10 @@ def test_tool_calls_are_child_spans() -> None:
     assert search["name"] == "execute_tool web_search"
     a = attrs(search)
     assert (a["gen_ai.tool.name"], a["gen_ai.tool.call.id"], a["openinference.span.kind"]) == (
-        "web_search", "tc1", "TOOL")
+        "web_search",
+        "tc1",
+        "TOOL",
+    )
     assert email["status"] == {"code": 2, "message": "smtp down"}
     assert email["endTimeUnixNano"] == email["startTimeUnixNano"]  # no end known: zero length, flagged
     assert attrs(email)["agent_activity.end_time_derived"] is True
@@ -144,6 +179,7 @@ def test_spans_survive_the_sdk_encoder_intact() -> None:
     assert by_key["gen_ai.usage.input_tokens"].int_value == 120
     assert by_key["agent_activity.cost_usd"].double_value == 0.023
     assert [v.string_value for v in by_key["gen_ai.response.finish_reasons"].array_value.values] == [
-        "max_iterations_reached"]
+        "max_iterations_reached"
+    ]
     assert root.events[0].time_unix_nano == int((T0 + timedelta(seconds=2)).timestamp()) * 10**9
     assert encoded[1].parent_span_id.hex() == spans[0]["spanId"]
