@@ -34,13 +34,12 @@ from decimal import Decimal
 from operator import attrgetter
 from typing import Any
 
+from benchmarks.capture import Capture
 from exporter import scheduler
 from exporter.convert.protobuf import SpanWriter
 from exporter.convert.traces import run_to_protobuf
 from exporter.model import Run
 from exporter.sources.runtools import parse_event
-
-from benchmarks.capture import Capture
 
 
 @dataclass

@@ -38,7 +38,7 @@ def main() -> int:
     otlp = receiver.start()
 
     class Count(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             with receiver._lock:
                 body = json.dumps(
                     {"spans": receiver.span_count, "roots": receiver.root_count, "requests": receiver.requests}

@@ -55,7 +55,7 @@ class Simulator:
         self._lock = threading.Lock()
         self._faults = FaultInjector(self.options.faults, self.options.seed)
         self._revoked: set[str] = set()
-        self._requests = {platform: 0 for platform in PLATFORMS}
+        self._requests = dict.fromkeys(PLATFORMS, 0)
         self._start_paused = False
         self._clock: SimClock | None = None
         self._stores: dict[str, Store] = {}

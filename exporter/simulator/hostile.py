@@ -256,7 +256,7 @@ def make_junk(shape: JunkShape, rng: random.Random) -> JsonObject:
 def insert_junk(items: list[JsonValue], junk: JsonObject, rng: random.Random) -> list[JsonValue]:
     """The page's items with `junk` at a random position among them."""
     position = int(rng.random() * (len(items) + 1))
-    return items[:position] + [junk] + items[position:]
+    return [*items[:position], junk, *items[position:]]
 
 
 def junk_hex(rng: random.Random, width: int) -> str:

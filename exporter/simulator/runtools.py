@@ -375,7 +375,7 @@ class RuntoolsApi:
             picked.append(_render(event, run, k))
             last = index
             last_ms = event.ms
-        next_cursor = encode_cursor({"p": last, "q": {k: v for k, v in query.items()}}) if more else None
+        next_cursor = encode_cursor({"p": last, "q": dict(query.items())}) if more else None
         payload: JsonObject = {
             "data": {"events": picked},
             "meta": {"hasMore": more, "nextCursor": next_cursor},

@@ -12,13 +12,13 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Protocol, TypeVar
 
-T = TypeVar("T")
-
 import httpx
 
 from exporter.config import SourceConfig
 from exporter.model import Batch, OpenRun, Rejected, Run, parse_time
 from exporter.sources.http import ApiClient, BadRecordError, BadResponseError, CursorLoopError, RequestStats
+
+T = TypeVar("T")
 
 
 class StateView(Protocol):

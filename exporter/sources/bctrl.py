@@ -96,7 +96,7 @@ TOOL_OUTCOMES = {
     "timed_out": ToolStatus.FAILED,
     "cancelled": ToolStatus.UNKNOWN,
 }
-# The tool name (the `tool` label): the group's first item's title, else type.
+# The tool name (the `tool` label): the group's first item's type, else its title.
 TOOL_NAME_KEYS = ("type", "title")  # type is a bounded identifier; title is free text
 # The agent (the `agent` label, gen_ai.agent.id) is the runtimeId.
 UNKNOWN_AGENT = "unknown"

@@ -387,7 +387,7 @@ class BreakingProxy:
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() in ("authorization", "x-api-key", "accept")
                 }

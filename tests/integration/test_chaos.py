@@ -123,7 +123,7 @@ def test_kill_9_faults_and_outages_end_equal_to_the_truth(tmp_path: Path) -> Non
         for platform, source in SOURCE.items():
             runs = truth[platform]["runs"]
             wait_for(
-                lambda: exported_runs(receiver, source) == {r["run_id"] for r in runs},
+                lambda source=source, runs=runs: exported_runs(receiver, source) == {r["run_id"] for r in runs},
                 timeout=120,
                 interval=0.5,
                 what=f"{platform}: every finished run, once",
@@ -133,9 +133,9 @@ def test_kill_9_faults_and_outages_end_equal_to_the_truth(tmp_path: Path) -> Non
             runs = truth[platform]["runs"]
             got = Counter(
                 {
-                    (dict(l)["agent"], dict(l)["status"]): int(v)
-                    for (n, l), v in metrics.items()
-                    if n == "agent_runs_total" and dict(l)["source"] == source and v
+                    (dict(labels)["agent"], dict(labels)["status"]): int(v)
+                    for (n, labels), v in metrics.items()
+                    if n == "agent_runs_total" and dict(labels)["source"] == source and v
                 }
             )
             assert got == Counter((r["agent"], r["status"]) for r in runs), platform
@@ -147,9 +147,9 @@ def test_kill_9_faults_and_outages_end_equal_to_the_truth(tmp_path: Path) -> Non
         events = Counter({tuple(e["key"]): e["count"] for e in truth["runtools"]["events"]})
         got_events = Counter(
             {
-                (dict(l)["category"], dict(l)["severity"], dict(l)["status"]): int(v)
-                for (n, l), v in metrics.items()
-                if n == "agent_activity_events_total" and dict(l)["source"] == "rt" and v
+                (dict(labels)["category"], dict(labels)["severity"], dict(labels)["status"]): int(v)
+                for (n, labels), v in metrics.items()
+                if n == "agent_activity_events_total" and dict(labels)["source"] == "rt" and v
             }
         )
         assert got_events == events

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import wait_for
 from tests.integration.helpers import free_port
-from prometheus_client.parser import text_string_to_metric_families
 
 DEMO_INTERVAL = 5.0  # config/demo.yaml
 

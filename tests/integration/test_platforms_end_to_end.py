@@ -193,7 +193,7 @@ def test_idle_sources_cost_one_listing_request_per_interval(
     sim, receiver, exporter = stack
     for platform in PLATFORMS:
         wait_for(
-            lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
+            lambda platform=platform: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
             timeout=60,
             what="caught up",
         )
@@ -249,7 +249,9 @@ def test_a_revoked_key_marks_one_source_down_and_the_others_go_on(
         for platform in ("runtools", "agent_activities", "runtype"):
             if len(truth_runs(sim, platform)) > before[platform]:
                 wait_for(
-                    lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
+                    lambda platform=platform: (
+                        len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform))
+                    ),
                     timeout=60,
                     what=f"{platform} goes on while bctrl is down",
                 )

@@ -20,7 +20,7 @@ import pytest
 from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.conftest import wait_for
-from tests.integration.helpers import ExporterProcess, free_port, by_label, write_config
+from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver
 
 KEY = "sim-runtools-key"

@@ -10,14 +10,13 @@ import weakref
 
 import httpx
 
-from tests.conftest import NoWait
-from tests.unit.test_traces import make_run
-
 from exporter.app import GC_THRESHOLDS, tuned_gc
 from exporter.convert.protobuf import SpanWriter
 from exporter.convert.traces import run_to_protobuf
 from exporter.export.otlp import HttpSender, Outcome
 from exporter.sources.http import ApiClient
+from tests.conftest import NoWait
+from tests.unit.test_traces import make_run
 
 
 def test_the_exporter_process_runs_the_collector_rarely_and_restores_it() -> None:

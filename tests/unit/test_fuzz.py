@@ -19,7 +19,7 @@ from exporter.sources.bctrl import BctrlSource
 from exporter.sources.http import BadResponseError
 from exporter.sources.runtools import RuntoolsSource
 from exporter.sources.runtype import RuntypeSource
-from tests.conftest import NoWait, source_config, MemoryState
+from tests.conftest import MemoryState, NoWait, source_config
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

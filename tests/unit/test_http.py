@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx
 import pytest
 
-from tests.conftest import NoWait
-
+from exporter.retry_after import parse_retry_after
 from exporter.sources.http import (
     ApiClient,
     AuthError,
@@ -17,7 +16,7 @@ from exporter.sources.http import (
     RequestBudget,
     RetryableError,
 )
-from exporter.retry_after import parse_retry_after
+from tests.conftest import NoWait
 
 
 def client(responses: list[httpx.Response], stop: NoWait | None = None, retries: int = 3) -> ApiClient:

@@ -15,7 +15,6 @@ from opentelemetry.sdk.resources import Resource
 
 from exporter.convert.protobuf import SpanWriter, varint
 from exporter.convert.traces import run_to_protobuf, run_to_spans
-from exporter.model import ActivityEvent, Run, RunStatus, Step, ToolCall, ToolStatus
 from exporter.export.otlp import (
     _Encoder,
     encode_payload,
@@ -24,6 +23,7 @@ from exporter.export.otlp import (
     resource_attributes,
     to_readable_span,
 )
+from exporter.model import ActivityEvent, Run, RunStatus, Step, ToolCall, ToolStatus
 from tests.unit.test_traces import T0, make_run
 
 

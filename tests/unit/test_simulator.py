@@ -715,7 +715,7 @@ def paired_strings(a: Any, b: Any) -> Iterator[tuple[str, str]]:
             yield from paired_strings(a[key], b[key])
     elif isinstance(a, list):
         assert isinstance(b, list) and len(a) == len(b)
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             yield from paired_strings(x, y)
     elif isinstance(a, str):
         assert isinstance(b, str)
@@ -792,7 +792,7 @@ def test_backwards_shows_a_long_finished_run_in_an_earlier_state(hostile_sim: Si
             else:
                 before, after = at(clean, items_path), at(body, items_path)
             assert [i["id"] for i in before] == [i["id"] for i in after]
-            changed = [(x, y) for x, y in zip(before, after) if x != y]
+            changed = [(x, y) for x, y in zip(before, after, strict=True) if x != y]
             assert len(changed) == 1, name  # one run per response
             was, now_shown = changed[0]
             status, ended, _ = run_state(platform, was)

@@ -18,7 +18,7 @@ from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.state.store import SourceStateView, StateStore
-from tests.conftest import source_config, MemoryState
+from tests.conftest import MemoryState, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
 T0 = datetime(2026, 3, 19, 14, 30, 0, tzinfo=timezone.utc)

@@ -20,7 +20,7 @@ from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus, parse_ti
 from exporter.sources.base import PollContext
 from exporter.sources.bctrl import BctrlSource, parse_item
 from exporter.sources.http import AuthError, BadRecordError, BadResponseError, CursorLoopError, RetryableError
-from tests.conftest import source_config, NoWait, MemoryState
+from tests.conftest import MemoryState, NoWait, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "bctrl"
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)

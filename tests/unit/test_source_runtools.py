@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
 import pytest
 
 from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus
+from exporter.sources import runtools
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
-from exporter.sources import runtools
 from exporter.sources.runtools import RuntoolsSource
 from exporter.state.store import SourceStateView, StateStore
 from tests.conftest import source_config
@@ -201,7 +202,7 @@ def test_backfill_is_read_in_bounded_windows(tmp_path: Path) -> None:
     h.poll(T0 + timedelta(minutes=30))
     windows = [(r.url.params["since"], r.url.params["until"]) for r in feed.requests]
     assert len(windows) == 6  # 60 minutes of history in 10-minute windows
-    assert all(b[0] == a[1] for a, b in zip(windows, windows[1:]))  # contiguous, no gap
+    assert all(b[0] == a[1] for a, b in pairwise(windows))  # contiguous, no gap
     assert len(h.runs) == 1
 
 
@@ -215,7 +216,7 @@ def test_settled_backfill_windows_do_not_overlap_and_keep_no_event_keys(tmp_path
     windows = [(parse(r.url.params["since"]), parse(r.url.params["until"])) for r in feed.requests]
     assert windows[0][0] == now - timedelta(seconds=3600 + 30)  # the first window has its lookback
     # After a settled window, only a 1 s overlap (boundary inclusivity is undocumented), not lookback.
-    assert all(b[0] == a[1] - timedelta(seconds=1) for a, b in zip(windows, windows[1:]))
+    assert all(b[0] == a[1] - timedelta(seconds=1) for a, b in pairwise(windows))
     assert sorted(r.run_id for r in h.runs) == ["new", "old"] and h.events == 4
     assert not h.store.is_seen("feed", "ev:act_1")  # a settled window's events are never read again
     assert h.store.is_seen("feed", "ev:act_3")  # the live window's are: the next window overlaps it

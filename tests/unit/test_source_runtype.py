@@ -18,7 +18,7 @@ from exporter.model import Run, RunStatus, ToolStatus, parse_time
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.sources.runtype import RuntypeSource
-from tests.conftest import source_config, MemoryState
+from tests.conftest import MemoryState, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runtype"
 T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)

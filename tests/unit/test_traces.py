@@ -72,7 +72,7 @@ def make_run(**overrides: object) -> Run:
 def attrs(span: dict[str, object]) -> dict[str, object]:
     out = {}
     for a in span["attributes"]:  # type: ignore[union-attr]
-        ((kind, value),) = a["value"].items()
+        ((_kind, value),) = a["value"].items()
         out[a["key"]] = value
     return out
 
@@ -92,7 +92,7 @@ def test_same_run_same_ids_different_run_different_trace() -> None:
 
 
 def test_root_span_has_genai_attributes_and_error_status() -> None:
-    root, *children = run_to_spans(make_run())
+    root, *_children = run_to_spans(make_run())
     assert root["name"] == "invoke_agent triage" and "parentSpanId" not in root
     a = attrs(root)
     assert a["gen_ai.operation.name"] == "invoke_agent"
