@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime
 from types import MappingProxyType
 from typing import TypeVar
 
 from exporter.config import SourceConfig
+from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run
 
 T = TypeVar("T")
 
@@ -47,7 +52,7 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-class NoWait(__import__("threading").Event):
+class NoWait(threading.Event):
     """A stop event for unit tests: retry back-offs and Retry-After waits
     return at once (and are recorded) instead of sleeping."""
 
@@ -66,8 +71,6 @@ class MemoryState:
     and keeps what they carried for assertions."""
 
     def __init__(self) -> None:
-        from exporter.model import ActivityEvent, OpenRun, Rejected, Run
-
         self.checkpoint: dict[str, object] = {}
         self.open: dict[str, OpenRun] = {}
         self.seen: dict[str, float] = {}
@@ -75,27 +78,27 @@ class MemoryState:
         self.events: list[ActivityEvent] = []
         self.rejected: list[Rejected] = []
         self.records: dict[str, int] = {}
-        self.caught_up_to: object = None
+        self.caught_up_to: datetime | None = None
 
-    def open_run(self, run_id: str) -> object:
+    def open_run(self, run_id: str) -> OpenRun | None:
         return self.open.get(run_id)
 
-    def open_runs(self) -> object:
+    def open_runs(self) -> Iterator[OpenRun]:
         for run_id in sorted(self.open):  # like the store: by id, sees later commits
             if (current := self.open.get(run_id)) is not None:
                 yield current
 
-    def finished_open_runs(self, limit: int) -> list[object]:
+    def finished_open_runs(self, limit: int) -> list[OpenRun]:
         return [o for o in self.open.values() if o.finished][:limit]
 
     def is_seen(self, key: str) -> bool:
         return key in self.seen
 
-    def seen_among(self, keys: object) -> set[str]:
-        return {k for k in keys if k in self.seen}  # type: ignore[attr-defined]
+    def seen_among(self, keys: Iterable[str]) -> set[str]:
+        return {k for k in keys if k in self.seen}
 
-    def open_runs_among(self, run_ids: object) -> dict[str, object]:
-        return {r: self.open[r] for r in run_ids if r in self.open}  # type: ignore[attr-defined]
+    def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
+        return {r: self.open[r] for r in run_ids if r in self.open}
 
     def in_progress(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -104,13 +107,7 @@ class MemoryState:
                 counts[o.agent] = counts.get(o.agent, 0) + 1
         return counts
 
-    def apply(self, batch: object) -> None:
-        import json
-        from dataclasses import replace
-
-        from exporter.model import Batch
-
-        assert isinstance(batch, Batch)
+    def apply(self, batch: Batch) -> None:
         for run_id in batch.open_deletes:
             self.open.pop(run_id, None)
         for run_id, o in batch.open_upserts.items():

@@ -11,6 +11,7 @@ import json
 import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -51,6 +52,12 @@ def call(url: str, headers: dict[str, str] | None = None, method: str = "GET", b
 
 def get(sim: Simulator, platform: str, path: str) -> Reply:
     return call(sim.url(platform) + path, sim.headers(platform))
+
+
+def truth_of(sim: Simulator) -> Any:
+    """The simulator's truth, as JSON the assertions index freely (a wrong
+    shape fails the test where it is read)."""
+    return sim.truth()
 
 
 def get_json(sim: Simulator, platform: str, path: str) -> Any:
@@ -178,7 +185,7 @@ def test_same_seed_same_truth_and_faults_do_not_change_the_world() -> None:
             get(second, "runtools", "/v1/activity")
 
         def world(sim: Simulator) -> dict[str, Any]:
-            platforms = sim.truth()["platforms"]
+            platforms = truth_of(sim)["platforms"]
             return {name: {k: v for k, v in body.items() if k != "requests"} for name, body in platforms.items()}
 
         a, b, c = world(first), world(second), world(other)
@@ -282,7 +289,7 @@ def test_runtools_pages_cover_every_event_exactly_once(history_sim: Simulator) -
     pages = list(runtools_pages(history_sim, ""))
     ids = [event["id"] for page in pages for event in page]
     assert len(ids) == len(set(ids))
-    truth = history_sim.truth()["platforms"]["runtools"]
+    truth = truth_of(history_sim)["platforms"]["runtools"]
     assert len(ids) == sum(entry["count"] for entry in truth["events"])
     # The order is not chronological: the first page holds the newest events.
     first_times = [e["occurredAt"] for e in pages[0]]
@@ -313,7 +320,7 @@ def test_runtools_since_until_and_filters(history_sim: Simulator) -> None:
     assert got == expected
     # The same bound with another offset and microseconds means the same instant.
     as_offset = datetime.fromisoformat(since.replace("Z", "+00:00")).astimezone().isoformat(timespec="microseconds")
-    query = "&since=" + urllib.request.quote(as_offset) + "&until=" + until
+    query = "&since=" + urllib.parse.quote(as_offset) + "&until=" + until
     assert {e["id"] for page in runtools_pages(history_sim, query) for e in page} == expected
 
     errors = [e for page in runtools_pages(history_sim, "&severity=error&resource_type=tool") for e in page]
@@ -365,7 +372,7 @@ def test_agent_activities_lists_and_details(history_sim: Simulator) -> None:
     everything = []
     for page in range(1, meta["total_pages"] + 1):
         everything += get_json(history_sim, "agent_activities", f"{base}?per_page=50&page={page}")["data"]["items"]
-    truth = [r for r in history_sim.truth()["platforms"]["agent_activities"]["runs"] if r["agent"] == agent]
+    truth = [r for r in truth_of(history_sim)["platforms"]["agent_activities"]["runs"] if r["agent"] == agent]
     assert {item["id"] for item in everything} == {r["run_id"] for r in truth}
 
     bad = get(history_sim, "agent_activities", base + "?completed_on_from=2026-05-10T00:00:00")
@@ -409,7 +416,7 @@ def test_bctrl_runs_and_activity(history_sim: Simulator) -> None:
     while body["nextCursor"]:
         body = get_json(history_sim, "bctrl", f"/v1/runs?limit=40&cursor={body['nextCursor']}")
         seen += body["data"]
-    truth = history_sim.truth()["platforms"]["bctrl"]
+    truth = truth_of(history_sim)["platforms"]["bctrl"]
     assert sorted(r["id"] for r in seen) == sorted(r["run_id"] for r in truth["runs"])
     created = [r["createdAt"] for r in seen]
     assert created == sorted(created, reverse=True)
@@ -451,7 +458,7 @@ def test_bctrl_runs_and_activity(history_sim: Simulator) -> None:
 
 def test_runtype_executions_sub_agents_and_tool_calls(history_sim: Simulator) -> None:
     agents = get_json(history_sim, "runtype", "/v1/agents")["data"]
-    truth = history_sim.truth()["platforms"]["runtype"]["runs"]
+    truth = truth_of(history_sim)["platforms"]["runtype"]["runs"]
     by_id = {r["run_id"]: r for r in truth}
     listed: dict[str, dict[str, Any]] = {}
     for agent in agents:
@@ -506,7 +513,7 @@ def test_in_progress_runs_are_served_without_an_end(live_sim: Simulator) -> None
         return sorted(started_ids - ended)
 
     open_runs = wait_for(running_runtools)
-    assert not {r["run_id"] for r in live_sim.truth()["platforms"]["runtools"]["runs"]} & set(open_runs)
+    assert not {r["run_id"] for r in truth_of(live_sim)["platforms"]["runtools"]["runs"]} & set(open_runs)
 
     agent = live_sim.agents("agent_activities")
 
@@ -643,7 +650,7 @@ Endpoint = tuple[str, str, tuple[str, ...] | None]
 
 
 def hostile_endpoints(sim: Simulator) -> dict[str, Endpoint]:
-    truth = sim.truth()["platforms"]
+    truth = truth_of(sim)["platforms"]
     aa = truth["agent_activities"]["runs"][0]  # runs are in the order they ended: the oldest first
     bc = next(r for r in truth["bctrl"]["runs"] if r["tool_calls"])
     ry = next(r for r in truth["runtype"]["runs"] if r["tool_calls"])
@@ -775,7 +782,7 @@ def run_state(platform: str, item: dict[str, Any]) -> tuple[str, Any, list[Any]]
 
 def test_backwards_shows_a_long_finished_run_in_an_earlier_state(hostile_sim: Simulator) -> None:
     endpoints = hostile_endpoints(hostile_sim)
-    now = datetime.fromisoformat(hostile_sim.truth()["now"])
+    now = datetime.fromisoformat(truth_of(hostile_sim)["now"])
     try:
         for name, endpoint in endpoints.items():
             platform, _, items_path = endpoint
@@ -808,7 +815,7 @@ def test_backwards_shows_a_long_finished_run_in_an_earlier_state(hostile_sim: Si
 
 def test_junk_adds_one_rejectable_item_about_nothing_real(hostile_sim: Simulator) -> None:
     endpoints = hostile_endpoints(hostile_sim)
-    truth = hostile_sim.truth()["platforms"]
+    truth = truth_of(hostile_sim)["platforms"]
     real = {r["run_id"] for p in truth.values() for r in p["runs"]}
     real |= {t["id"] for p in truth.values() for r in p["runs"] for t in r["tool_calls"] if len(t["id"]) > 3}
     try:
@@ -890,7 +897,7 @@ ALL_FAULTS = "429=0.1,500=0.1,html=0.05,truncate=0.05,slow=0.3,dup=0.6,oddtime=0
 
 
 def _world(sim: Simulator) -> dict[str, Any]:
-    platforms = sim.truth()["platforms"]
+    platforms = truth_of(sim)["platforms"]
     return {name: {k: v for k, v in body.items() if k != "requests"} for name, body in platforms.items()}
 
 
@@ -927,7 +934,7 @@ def test_truth_with_every_fault_at_high_probability_equals_the_truth_without() -
 
         # Live runs: both worlds are one function of time (same seed and epoch), read at
         # slightly different moments, so the runs that finished are one a prefix of the other.
-        wait_for(lambda: len(faulty_live.truth()["platforms"]["runtools"]["runs"]) > 70)
+        wait_for(lambda: len(truth_of(faulty_live)["platforms"]["runtools"]["runs"]) > 70)
         a, b = _world(faulty_live), _world(clean_live)
         for platform in PLATFORMS:
             x, y = a[platform]["runs"], b[platform]["runs"]
