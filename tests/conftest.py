@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from exporter.config import SourceConfig
 from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run
+from exporter.simulator import Simulator
 
 T = TypeVar("T")
 
@@ -50,6 +51,12 @@ def wait_for(check: Callable[[], T], timeout: float = 30.0, interval: float = 0.
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def truth_of(sim: Simulator) -> Any:
+    """The simulator's truth (what it generated, normalised), as JSON the
+    assertions index freely: a wrong shape fails the test where it is read."""
+    return sim.truth()
 
 
 class NoWait(threading.Event):

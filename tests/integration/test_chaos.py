@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from exporter.simulator import Simulator, SimulatorOptions, parse_faults
-from tests.conftest import wait_for
+from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -118,7 +118,7 @@ def test_kill_9_faults_and_outages_end_equal_to_the_truth(tmp_path: Path) -> Non
         receiver.fail_with = None
         sim.pause()
         time.sleep(RUN_SECONDS[1] + 0.5)  # every started run has now ended
-        truth = {p: sim.truth()["platforms"][p] for p in SOURCE}  # type: ignore[index]
+        truth = {p: truth_of(sim)["platforms"][p] for p in SOURCE}
 
         for platform, source in SOURCE.items():
             runs = truth[platform]["runs"]

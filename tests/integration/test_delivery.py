@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.conftest import wait_for
+from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import ExporterProcess, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver
 
@@ -57,7 +57,7 @@ def roots(receiver: OtlpReceiver) -> set[str]:
 
 
 def finished(sim: Simulator) -> int:
-    return len(sim.truth()["platforms"]["runtools"]["runs"])  # type: ignore[index]
+    return len(truth_of(sim)["platforms"]["runtools"]["runs"])
 
 
 def test_an_outage_keeps_spans_until_the_backend_is_back(

@@ -28,7 +28,7 @@ import pytest
 
 from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.conftest import wait_for
+from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import free_port, write_config
 from tests.integration.stack import Phoenix
 
@@ -186,7 +186,7 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
 
     # Against what the platforms hold: one trace per finished top-level run,
     # sub-agent runs inside their top-level run's trace.
-    truth = simulator.truth()["platforms"]
+    truth = truth_of(simulator)["platforms"]
     base = {str(s["type"]): str(s["base_url"]) for s in sources(simulator)}
     runs = {str(r["run_id"]): r for p in truth.values() for r in p["runs"]}  # type: ignore[attr-defined]
     expected: set[str] = set()

@@ -20,7 +20,7 @@ import pytest
 
 from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.conftest import wait_for
+from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
@@ -92,7 +92,8 @@ def settle(sim: Simulator) -> None:
 
 
 def truth_runs(sim: Simulator, platform: str) -> list[dict[str, object]]:
-    return sim.truth()["platforms"][platform]["runs"]  # type: ignore[index, no-any-return]
+    runs: list[dict[str, object]] = truth_of(sim)["platforms"][platform]["runs"]
+    return runs
 
 
 def spans_of(receiver: OtlpReceiver, source: str) -> list[ReceivedSpan]:

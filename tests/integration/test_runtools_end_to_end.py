@@ -19,7 +19,7 @@ import pytest
 
 from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
-from tests.conftest import wait_for
+from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
 from tests.otlp_receiver import OtlpReceiver
 
@@ -40,7 +40,8 @@ def simulator() -> Iterator[Simulator]:
 
 
 def finished_runs(sim: Simulator) -> list[dict[str, object]]:
-    return sim.truth()["platforms"]["runtools"]["runs"]  # type: ignore[index, no-any-return]
+    runs: list[dict[str, object]] = truth_of(sim)["platforms"]["runtools"]["runs"]
+    return runs
 
 
 def roots(receiver: OtlpReceiver) -> dict[str, object]:

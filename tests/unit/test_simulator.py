@@ -26,6 +26,7 @@ from exporter.simulator.clock import SimClock
 from exporter.simulator.options import PLATFORMS
 from exporter.simulator.runtools import feed_times
 from exporter.simulator.world import PROFILES, Store
+from tests.conftest import truth_of
 
 EPOCH = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 
@@ -52,12 +53,6 @@ def call(url: str, headers: dict[str, str] | None = None, method: str = "GET", b
 
 def get(sim: Simulator, platform: str, path: str) -> Reply:
     return call(sim.url(platform) + path, sim.headers(platform))
-
-
-def truth_of(sim: Simulator) -> Any:
-    """The simulator's truth, as JSON the assertions index freely (a wrong
-    shape fails the test where it is read)."""
-    return sim.truth()
 
 
 def get_json(sim: Simulator, platform: str, path: str) -> Any:
