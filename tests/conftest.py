@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
 from types import MappingProxyType
@@ -24,8 +24,14 @@ def source_config(
     name: str = "feed",
     secret: str = "s3cret-key-value",
     start_from: float = 3600.0,
+    *,
+    option_map: Mapping[str, object] | None = None,
     **options: object,
 ) -> SourceConfig:
+    """A SourceConfig whose options are `option_map` with the keyword
+    `options` over it. Helpers that gather options in a dict pass it as
+    `option_map`: `**` of a dict[str, object] could also fill the named
+    parameters, so mypy rejects it."""
     return SourceConfig(
         name=name,
         type=type_,
@@ -37,7 +43,7 @@ def source_config(
         start_from=start_from,
         headers={},
         enabled=True,
-        options=MappingProxyType(dict(options)),
+        options=MappingProxyType({**(option_map or {}), **options}),
     )
 
 
@@ -57,6 +63,13 @@ def truth_of(sim: Simulator) -> Any:
     """The simulator's truth (what it generated, normalised), as JSON the
     assertions index freely: a wrong shape fails the test where it is read."""
     return sim.truth()
+
+
+def json_of(value: object) -> Any:
+    """Decoded JSON held as `object` (a checkpoint, a span's OTLP/JSON
+    parts, an API answer), as a value the assertions index freely, like
+    truth_of: a wrong shape fails the test where it is read."""
+    return value
 
 
 class NoWait(threading.Event):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
+from typing import cast
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,7 +24,8 @@ from exporter.export.otlp import (
     resource_attributes,
     to_readable_span,
 )
-from exporter.model import ActivityEvent, Run, RunStatus, Step, ToolCall, ToolStatus
+from exporter.model import ActivityEvent, Attributes, Run, RunStatus, Step, ToolCall, ToolStatus
+from tests.conftest import json_of
 from tests.unit.test_traces import T0, make_run
 
 
@@ -56,6 +58,12 @@ ATTRS = st.lists(st.tuples(st.sampled_from(["k", "agent_activity.x", "gen_ai.age
 OFFSET = st.integers(0, 10**9).map(lambda us: T0 + timedelta(microseconds=us))
 
 
+def attributes(draw: st.DrawFn) -> Attributes:
+    """Drawn attributes, list values included: the encoders take them (a
+    Value is AttrValue | list[str]) though the model's type leaves them out."""
+    return cast(Attributes, tuple(draw(ATTRS)))
+
+
 @st.composite
 def runs(draw: st.DrawFn) -> Run:
     tool = ToolCall(
@@ -64,7 +72,7 @@ def runs(draw: st.DrawFn) -> Run:
         started_at=draw(OFFSET),
         ended_at=draw(st.none() | OFFSET),
         status=draw(st.sampled_from(list(ToolStatus))),
-        attributes=tuple(draw(ATTRS)),
+        attributes=attributes(draw),
         input=draw(st.none() | TEXT),
     )
     step = Step(
@@ -73,9 +81,9 @@ def runs(draw: st.DrawFn) -> Run:
         started_at=draw(st.none() | OFFSET),
         ended_at=draw(st.none() | OFFSET),
         status=draw(st.sampled_from(list(ToolStatus))),
-        attributes=tuple(draw(ATTRS)),
+        attributes=attributes(draw),
     )
-    event = ActivityEvent(id="e", name=draw(TEXT), time=draw(OFFSET), attributes=tuple(draw(ATTRS)))
+    event = ActivityEvent(id="e", name=draw(TEXT), time=draw(OFFSET), attributes=attributes(draw))
     return make_run(
         run_id=draw(TEXT),
         agent_name=draw(TEXT),
@@ -127,9 +135,9 @@ def test_protobuf_rows_read_back_as_the_same_otlp_json() -> None:
 def test_a_repeated_attribute_key_keeps_its_first_place_and_last_value() -> None:
     run = replace(make_run(), attributes=(("gen_ai.agent.id", "override"),))
     (root, *_) = run_to_spans(run)
-    keys = [a["key"] for a in root["attributes"]]  # type: ignore[union-attr,index]
+    keys = [a["key"] for a in json_of(root["attributes"])]
     assert keys.count("gen_ai.agent.id") == 1 and keys.index("gen_ai.agent.id") == 2
-    values = {a["key"]: a["value"] for a in root["attributes"]}  # type: ignore[union-attr,index]
+    values = {a["key"]: a["value"] for a in json_of(root["attributes"])}
     value = values["gen_ai.agent.id"]
     assert value == {"stringValue": "override"}
     assert _Encoder("svc").request_bytes("feed", rows(run)) == sdk_request(run_to_spans(run))

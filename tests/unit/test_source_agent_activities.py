@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from exporter.sources.agent_activities import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
 from exporter.state.store import SourceStateView, StateStore
-from tests.conftest import MemoryState, source_config
+from tests.conftest import MemoryState, json_of, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
 T0 = datetime(2026, 3, 19, 14, 30, 0, tzinfo=timezone.utc)
@@ -27,7 +28,8 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 
 def fixture(name: str) -> dict[str, object]:
-    return json.loads((FIXTURES / name).read_text())
+    body: dict[str, object] = json.loads((FIXTURES / name).read_text())
+    return body
 
 
 def iso(seconds: float) -> str:
@@ -41,10 +43,10 @@ class Harness:
     def __init__(self, handler: Handler, state: MemoryState | None = None, **options: object) -> None:
         options.setdefault("agents", ["agent-a"])
         secret = str(options.pop("secret", TOKEN))
-        start_from = float(options.pop("start_from", 3600.0))  # type: ignore[arg-type]
+        start_from = float(cast(float | str, options.pop("start_from", 3600.0)))
         self.state = state or MemoryState()
         self.source = AgentActivitiesSource(
-            source_config("agent_activities", name="acts", secret=secret, start_from=start_from, **options),
+            source_config("agent_activities", name="acts", secret=secret, start_from=start_from, option_map=options),
             transport=httpx.MockTransport(handler),
         )
         self.source._client._retries = 0  # retries are tested in test_http
@@ -105,7 +107,7 @@ class Api:
             "completed_on": iso(end) if end is not None else None,
             "created_on": iso(start),
         }
-        run = {"id": run_id, "type": "agent-runs", "attributes": attrs}
+        run: dict[str, object] = {"id": run_id, "type": "agent-runs", "attributes": attrs}
         self.runs.setdefault(agent, []).append(run)
         self.details[run_id] = {"result": None, "error": None, "token_usage": None, **detail}
         return run
@@ -132,7 +134,7 @@ class Api:
             if run is None or parts[4] not in self.details:
                 return envelope_error(404, "run not found")
             data = copy.deepcopy(run)
-            data["attributes"].update(self.details[parts[4]])  # type: ignore[union-attr]
+            cast(dict[str, object], data["attributes"]).update(self.details[parts[4]])
             return httpx.Response(200, json={"status": "success", "status_code": 200, "data": data})
         return self.listing(request, runs)
 
@@ -476,7 +478,7 @@ def test_crash_mid_window_resumes_at_the_committed_page() -> None:
     h = Harness(api)
     h.poll(T0 + timedelta(minutes=1), stop_after=1)  # page 1 committed, then "kill -9"
     assert len(h.runs) == 2
-    assert h.state.checkpoint["agents"]["agent-a"]["window"]["page"] == 2  # type: ignore[index]
+    assert json_of(h.state.checkpoint)["agents"]["agent-a"]["window"]["page"] == 2
     first = len(api.requests)
     h2 = Harness(api, state=h.state)  # a new process on the same state
     h2.poll(T0 + timedelta(minutes=2))
@@ -590,7 +592,7 @@ def test_repeated_page_number_ends_the_poll() -> None:
     h = Harness(handler)
     with pytest.raises(CursorLoopError):
         h.poll(T0)
-    assert "watermark" not in h.state.checkpoint["agents"]["agent-a"]  # type: ignore[index,operator]
+    assert "watermark" not in json_of(h.state.checkpoint)["agents"]["agent-a"]
 
 
 @pytest.mark.parametrize(
@@ -608,7 +610,7 @@ def test_bad_responses_fail_the_poll_and_keep_the_checkpoint(response: httpx.Res
     h = Harness(lambda request: response)
     with pytest.raises(error):
         h.poll(T0)
-    assert h.state.checkpoint.get("agents", {}).get("agent-a", {}).get("watermark") is None  # type: ignore[union-attr]
+    assert json_of(h.state.checkpoint).get("agents", {}).get("agent-a", {}).get("watermark") is None
 
 
 def test_an_unknown_agent_fails_the_poll_but_not_the_other_agents() -> None:
@@ -618,8 +620,8 @@ def test_an_unknown_agent_fails_the_poll_but_not_the_other_agents() -> None:
     with pytest.raises(BadResponseError, match="HTTP 404"):
         h.poll(T0 + timedelta(minutes=1))
     assert [r.run_id for r in h.runs] == ["r1"]
-    agents = h.state.checkpoint["agents"]
-    assert "watermark" in agents["agent-b"] and "watermark" not in agents["missing"]  # type: ignore[index,operator]
+    agents = json_of(h.state.checkpoint)["agents"]
+    assert "watermark" in agents["agent-b"] and "watermark" not in agents["missing"]
 
 
 def test_wrong_token_is_an_auth_error() -> None:
@@ -672,7 +674,8 @@ def test_batches_commit_to_the_real_store(tmp_path: Path) -> None:
     poll(T0 + timedelta(seconds=20))
     poll(T0 + timedelta(seconds=30))
     assert [r.run_id for r in runs] == ["r2", "r1"] and store.open_run_counts("acts") == {}
-    assert store.checkpoint("acts")["agents"]["agent-a"]["watermark"] == (T0 + timedelta(seconds=30)).isoformat()
+    checkpoint = json_of(store.checkpoint("acts"))
+    assert checkpoint["agents"]["agent-a"]["watermark"] == (T0 + timedelta(seconds=30)).isoformat()
 
 
 # -- statuses going backwards (docs/platforms.md, "What every reader must survive") --
@@ -760,7 +763,7 @@ def test_run_shown_unfinished_in_its_completed_window_is_asked_by_id_and_not_los
     held = h.state.open["r1"]
     assert held.finished and held.data["recheck"] == "listed_unfinished"
     assert h.state.in_progress() == {}  # it has ended: the server filtered it as completed
-    assert h.state.checkpoint["agents"]["agent-a"]["watermark"] == (T0 + timedelta(minutes=1)).isoformat()  # type: ignore[index]
+    assert json_of(h.state.checkpoint)["agents"]["agent-a"]["watermark"] == (T0 + timedelta(minutes=1)).isoformat()
     h.poll(T0 + timedelta(minutes=2))  # completed_on 14:30:06 is behind this window: only the re-check finds it
     [run] = h.runs
     assert_full(run)

@@ -33,7 +33,7 @@ def execution(
     exec_id: str,
     agent: str,
     created: float,
-    status: str = "completed",
+    status: str | None = "completed",
     *,
     parent: str | None = None,
     duration: float = 5.0,
@@ -70,7 +70,7 @@ class Platform:
     DETAIL_ONLY = ("finalOutput", "error", "errorMessage")
 
     def __init__(self, agents: list[str], page: int = 3) -> None:
-        self.agents = [{"id": a, "name": f"Agent {a}"} for a in agents]
+        self.agents: list[dict[str, object]] = [{"id": a, "name": f"Agent {a}"} for a in agents]
         self.executions: dict[str, dict[str, object]] = {}
         self.tool_calls: dict[str, list[dict[str, object]]] = {}
         self.page = page
@@ -133,7 +133,7 @@ class Platform:
 class Harness:
     def __init__(self, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
         self.state = MemoryState()
-        config = source_config("runtype", name="rt", start_from=start_from, **options)
+        config = source_config("runtype", name="rt", start_from=start_from, option_map=options)
         self.source = RuntypeSource(config, transport=httpx.MockTransport(handler))
         self.runs: list[Run] = []
         self.rejected: list[tuple[str, str]] = []
@@ -326,6 +326,7 @@ def test_running_execution_is_rechecked_by_id_and_exported_once_finished() -> No
     assert [(c.id, c.name, c.status, c.input, c.output) for c in run.tool_calls] == [
         ("tc1", "search", ToolStatus.SUCCEEDED, '{"q": "x"}', "found")
     ]
+    assert run.tool_calls[0].ended_at is not None
     assert run.tool_calls[0].ended_at - run.tool_calls[0].started_at == timedelta(milliseconds=1500)
     assert ("agent_activity.time_derived", True) in run.tool_calls[0].attributes
     assert h.state.open == {}

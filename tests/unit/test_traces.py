@@ -7,6 +7,7 @@ import hashlib
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+from typing import cast
 
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
@@ -14,6 +15,7 @@ from opentelemetry.sdk.resources import Resource
 from exporter.convert.traces import run_to_spans, span_id_for, trace_id_for
 from exporter.export.otlp import to_readable_span
 from exporter.model import ActivityEvent, Run, RunStatus, Severity, ToolCall, ToolStatus
+from tests.conftest import json_of
 
 T0 = datetime(2026, 5, 10, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -70,8 +72,8 @@ def make_run(**overrides: object) -> Run:
 
 
 def attrs(span: dict[str, object]) -> dict[str, object]:
-    out = {}
-    for a in span["attributes"]:  # type: ignore[union-attr]
+    out: dict[str, object] = {}
+    for a in json_of(span["attributes"]):
         ((_kind, value),) = a["value"].items()
         out[a["key"]] = value
     return out
@@ -104,7 +106,7 @@ def test_root_span_has_genai_attributes_and_error_status() -> None:
     assert a["agent_activity.cost_usd"] == 0.023
     assert root["status"] == {"code": 2, "message": "tool exploded"}
     assert root["startTimeUnixNano"] == str(int(T0.timestamp()) * 10**9)
-    assert [e["name"] for e in root["events"]] == ["agent.message.added"]
+    assert [e["name"] for e in json_of(root["events"])] == ["agent.message.added"]
 
 
 def test_tool_calls_are_child_spans() -> None:
@@ -137,7 +139,7 @@ def test_incomplete_run_ends_at_its_last_known_activity() -> None:
     root = run_to_spans(make_run(status=RunStatus.INCOMPLETE, ended_at=None))[0]
     assert root["status"] == {"code": 0}
     assert attrs(root)["agent_activity.incomplete"] is True
-    assert int(root["endTimeUnixNano"]) == int((T0 + timedelta(seconds=4)).timestamp()) * 10**9
+    assert int(cast(str, root["endTimeUnixNano"])) == int((T0 + timedelta(seconds=4)).timestamp()) * 10**9
 
 
 def test_end_before_start_becomes_zero_length() -> None:
@@ -173,7 +175,7 @@ def test_spans_survive_the_sdk_encoder_intact() -> None:
     assert [s.span_id.hex() for s in encoded] == [s["spanId"] for s in spans]
     root = encoded[0]
     assert root.trace_id.hex() == spans[0]["traceId"]
-    assert root.start_time_unix_nano == int(spans[0]["startTimeUnixNano"])
+    assert root.start_time_unix_nano == int(cast(str, spans[0]["startTimeUnixNano"]))
     assert root.status.code == 2 and root.status.message == "tool exploded"
     by_key = {a.key: a.value for a in root.attributes}
     assert by_key["gen_ai.usage.input_tokens"].int_value == 120
