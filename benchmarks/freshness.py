@@ -34,6 +34,7 @@ import time
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, TypedDict, cast
 
 import httpx
 
@@ -42,7 +43,6 @@ from benchmarks.common import (
     PREFIX,
     SOURCE_NAMES,
     ExporterProc,
-    free_port,
     median,
     metric_sum,
     percentile,
@@ -55,10 +55,20 @@ from benchmarks.common import (
     write_config,
 )
 from exporter.simulator import DEFAULT_KEYS
+from tests.integration.helpers import free_port
 from tests.otlp_receiver import OtlpReceiver
 
-FULL = {"interval": 5.0, "busy_seconds": 120.0, "idle_polls": 6, "rpm": 30.0, "run_seconds": (2.0, 8.0)}
-SMOKE = {"interval": 1.0, "busy_seconds": 5.0, "idle_polls": 2, "rpm": 90.0, "run_seconds": (1.0, 3.0)}
+
+class Sizes(TypedDict):
+    interval: float
+    busy_seconds: float
+    idle_polls: int
+    rpm: float
+    run_seconds: tuple[float, float]
+
+
+FULL: Sizes = {"interval": 5.0, "busy_seconds": 120.0, "idle_polls": 6, "rpm": 30.0, "run_seconds": (2.0, 8.0)}
+SMOKE: Sizes = {"interval": 1.0, "busy_seconds": 5.0, "idle_polls": 2, "rpm": 90.0, "run_seconds": (1.0, 3.0)}
 
 
 class TimedReceiver(OtlpReceiver):
@@ -151,7 +161,11 @@ class BaselinePoller:
         with httpx.Client(base_url=self.base, headers=headers, timeout=10) as client:
             while not self._stop.is_set():
                 now = datetime.now(timezone.utc)
-                params: dict[str, object] = {"since": _z(now - timedelta(seconds=60)), "until": _z(now), "limit": 200}
+                params: dict[str, str | int] = {
+                    "since": _z(now - timedelta(seconds=60)),
+                    "until": _z(now),
+                    "limit": 200,
+                }
                 while True:
                     body = json.loads(client.get("/v1/activity", params=params).content)
                     at = time.time()
@@ -203,7 +217,7 @@ def _per_poll(before: dict[str, tuple[float, float]], after: dict[str, tuple[flo
 def main(smoke: bool) -> dict[str, object]:
     sizes = SMOKE if smoke else FULL
     interval = float(sizes["interval"])
-    run_seconds: tuple[float, float] = sizes["run_seconds"]  # type: ignore[assignment]
+    run_seconds = sizes["run_seconds"]
     work = Path(tempfile.mkdtemp(prefix="bench-freshness-"))
     receiver = TimedReceiver()
     otlp = receiver.start()
@@ -258,16 +272,17 @@ def main(smoke: bool) -> dict[str, object]:
     freshness: dict[str, object] = {}
     for platform in PLATFORMS:
         source = SOURCE_NAMES[platform]
-        runs = [r for r in truths[platform]["runs"] if _epoch(str(r["ended_at"])) >= started]  # type: ignore[union-attr]
+        truth = cast(list[dict[str, Any]], truths[platform]["runs"])  # the simulator's JSON
+        runs = [r for r in truth if _epoch(str(r["ended_at"])) >= started]
         span_lat, metric_lat, base_lat, missing = [], [], [], 0
         rank: dict[tuple[str, str, str], int] = defaultdict(int)
-        before = {}
-        for r in truths[platform]["runs"]:  # type: ignore[union-attr]
+        before: dict[tuple[str, str, str], int] = {}
+        for r in truth:
             if _epoch(str(r["ended_at"])) < started:
                 before[(source, str(r["agent"]), str(r["status"]))] = (
                     before.get((source, str(r["agent"]), str(r["status"])), 0) + 1
                 )
-        for r in sorted(truths[platform]["runs"], key=lambda r: str(r["ended_at"])):  # type: ignore[union-attr]
+        for r in sorted(truth, key=lambda r: str(r["ended_at"])):
             key = (source, str(r["agent"]), str(r["status"]))
             rank[key] += 1
             if r not in runs:

@@ -68,7 +68,7 @@ def observed() -> Iterator[Observed]:
             seen.gc_seconds += time.perf_counter() - started.pop()
             seen.collections += 1
 
-    def keep(self: scheduler.Pipeline, runs: list[Run]) -> list[tuple[int, bytes]]:
+    def keep(self: scheduler.Pipeline, runs: list[Run]) -> list[tuple[str, int, bytes]]:
         seen.runs.extend(runs)
         return spans(self, runs)
 

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import httpx
 
@@ -32,7 +33,6 @@ from benchmarks.common import (
     Child,
     ExporterProc,
     RssSampler,
-    free_port,
     metric_sum,
     sim_agents,
     sim_truth,
@@ -44,6 +44,7 @@ from benchmarks.common import (
 from exporter.model import Batch, OpenRun
 from exporter.sources.runtools import parse_event
 from exporter.state.store import StateStore
+from tests.integration.helpers import free_port
 
 FULL = {"history": 24_000, "open": 100_000, "steady_seconds": 60.0, "idle_seconds": 5.0}
 SMOKE = {"history": 150, "open": 2_000, "steady_seconds": 4.0, "idle_seconds": 2.0}
@@ -107,7 +108,7 @@ def backfill(history: int, work: Path, idle_seconds: float) -> dict[str, object]
         Child(["-m", "benchmarks.receiver"], "OTLP receiver") as receiver,
     ):
         otlp, _ = receiver.url.split()
-        expected = sum(len(sim_truth(sim.url, p)["runs"]) for p in PLATFORMS)  # type: ignore[arg-type]
+        expected = sum(len(cast(list[object], sim_truth(sim.url, p)["runs"])) for p in PLATFORMS)
         idle = idle_rss(sim.url, otlp, work, idle_seconds)
         run = work / "backfill"
         run.mkdir()

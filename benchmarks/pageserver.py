@@ -14,10 +14,12 @@ not ask what the capture asked, which the benchmark reports as a failure.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import socket
 import sys
 from pathlib import Path
+from typing import cast
 
 from benchmarks.capture import Capture
 
@@ -84,7 +86,8 @@ async def _serve(pages: Pages) -> None:
     sys.stdout.write(f"http://127.0.0.1:{port}\n")
     sys.stdout.flush()
     done = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not sys.stdin.buffer.read1(65536) else None)
+    stdin = cast(io.BufferedReader, sys.stdin.buffer)  # typeshed says BinaryIO, which has no read1
+    loop.add_reader(sys.stdin.fileno(), lambda: done.set() if not stdin.read1(65536) else None)
     await done.wait()
     server.close()
 

@@ -20,6 +20,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any, cast
 
 from benchmarks.common import PLATFORMS, machine
 
@@ -65,7 +66,7 @@ def table(results: dict[str, object]) -> str:
     def row(bench: str, figure: str, value: str, base: str, ratio: str, target: str, verdict: str) -> None:
         rows.append(f"| {bench} | {figure} | {value} | {base} | {ratio} | {target} | {verdict} |")
 
-    for t in results.get("throughput", []) or []:  # type: ignore[union-attr]
+    for t in cast(list[dict[str, Any]], results.get("throughput", []) or []):
         p, unit = t["platform"], t["record_kind"]
         rate = f"{_f(t['e_rate'], 0)} {unit}/s"
         row(

@@ -56,7 +56,12 @@ def main() -> int:
     sys.stdout.flush()
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
-    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+
+    def on_eof() -> None:  # read() returns at EOF: the parent closed our stdin
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=on_eof, daemon=True).start()
     done.wait()
     sim.stop()
     return 0

@@ -16,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import PY, ROOT, ExporterProc, free_port, median, sim_agents, start_simulator
+from benchmarks.common import PY, ROOT, ExporterProc, median, sim_agents, start_simulator
+from tests.integration.helpers import free_port
 
 ENTRY = Path(PY).with_name("agent-activity-exporter")
 
