@@ -34,6 +34,7 @@ class OtlpReceiver:
     requests: int = 0  # accepted export requests
     posts: int = 0  # every POST, refused ones included
     fail_with: int | None = None  # answer every request with this status (outage tests)
+    endpoint: str = ""  # the base URL start() returned, where a fixture keeps it
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start(self) -> str:
@@ -84,7 +85,8 @@ class OtlpReceiver:
                 return ExportTraceServiceResponse()
 
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)
+        # The generated gRPC module has no type information (grpcio-tools writes none).
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)  # type: ignore[no-untyped-call]
         port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
         return f"http://127.0.0.1:{port}"

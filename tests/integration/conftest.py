@@ -13,6 +13,6 @@ from tests.otlp_receiver import OtlpReceiver
 def receiver() -> Iterator[OtlpReceiver]:
     """A real OTLP/HTTP receiver; its base URL is `receiver.endpoint`."""
     r = OtlpReceiver()
-    r.endpoint = r.start()  # type: ignore[attr-defined]
+    r.endpoint = r.start()
     yield r
     r.stop()

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -120,10 +121,10 @@ class Prometheus:
     def stop(self) -> None:
         self.process.stop()
 
-    def api(self, path: str, **params: object) -> object:
+    def api(self, path: str, **params: str | float) -> object:
         """GET /api/v1/<path>; the `data` of a success, else PrometheusError
         with Prometheus's own error text."""
-        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=30)  # type: ignore[arg-type]
+        response = httpx.get(f"{self.url}/api/v1/{path}", params=params, timeout=30)
         body = response.json()
         if body.get("status") != "success":
             raise PrometheusError(f"{path} {params}: {body.get('errorType')}: {body.get('error')}")
@@ -150,7 +151,7 @@ class Prometheus:
 def prometheus_config(target: str, *, interval: str = "1s") -> dict[str, object]:
     """config/prometheus.yml as shipped (job name, relabelling), pointed at
     `target`, with config/alerts.yml and a short interval."""
-    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
     config["rule_files"] = [str(ALERTS)]
     (job,) = config["scrape_configs"]
@@ -207,15 +208,16 @@ class Phoenix:
     def stop(self) -> None:
         self.process.stop()
 
-    def spans(self, project: str) -> list[dict[str, object]]:
-        """Every span of a project, in OTLP form (GET .../spans/otlpv1, paged)."""
-        out: list[dict[str, object]] = []
+    def spans(self, project: str) -> list[dict[str, Any]]:
+        """Every span of a project, in OTLP form (GET .../spans/otlpv1, paged),
+        as JSON the assertions index freely."""
+        out: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            params: dict[str, object] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"limit": 1000, **({"cursor": cursor} if cursor else {})}
             response = httpx.get(
                 f"{self.url}/v1/projects/{project}/spans/otlpv1",
-                params=params,  # type: ignore[arg-type]
+                params=params,
                 timeout=30,
             )
             if response.status_code == 404:

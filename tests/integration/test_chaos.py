@@ -17,6 +17,7 @@ import signal
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -122,8 +123,12 @@ def test_kill_9_faults_and_outages_end_equal_to_the_truth(tmp_path: Path) -> Non
 
         for platform, source in SOURCE.items():
             runs = truth[platform]["runs"]
+
+            def all_exported(source: str = source, runs: list[dict[str, Any]] = runs) -> bool:
+                return exported_runs(receiver, source) == {r["run_id"] for r in runs}
+
             wait_for(
-                lambda source=source, runs=runs: exported_runs(receiver, source) == {r["run_id"] for r in runs},
+                all_exported,
                 timeout=120,
                 interval=0.5,
                 what=f"{platform}: every finished run, once",

@@ -52,7 +52,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path, change: dict[str, obj
 
 
 def test_check_config_prints_resolved_config_without_secrets(tmp_path: Path) -> None:
-    config = {
+    config: dict[str, object] = {
         "sources": [{**GOOD_SOURCE, "api_key": "${FEED_KEY}"}],
         "traces": {"headers": {"authorization": "Bearer tok-secret-1"}},
     }
@@ -65,7 +65,7 @@ def test_check_config_prints_resolved_config_without_secrets(tmp_path: Path) -> 
 
 def test_once_exits_1_when_a_source_fails_and_never_prints_its_key(tmp_path: Path) -> None:
     # Port 9 on loopback: nothing listens, the connection is refused.
-    config = {
+    config: dict[str, object] = {
         "listen": "127.0.0.1:0",
         "state": {"path": str(tmp_path / "s.db")},
         "sources": [{**GOOD_SOURCE, "timeout": "1s"}],

@@ -44,7 +44,7 @@ def start(tmp_path: Path, sim: Simulator, receiver: OtlpReceiver, **traces: obje
         ],
         port=port,
         traces={"endpoint": receiver.endpoint, **traces},
-    )  # type: ignore[attr-defined]
+    )
     return ExporterProcess(config, port, tmp_path / "exporter.log").start()
 
 

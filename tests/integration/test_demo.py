@@ -47,17 +47,26 @@ def test_demo_shows_runs_of_several_statuses_and_writes_traces(tmp_path: Path) -
                 return False
 
         wait_for(ready, timeout=30, what="demo /readyz")
+
+        def several_statuses() -> set[str]:
+            statuses = run_statuses(url)
+            return statuses if len(statuses) >= 3 else set()
+
         # Within two poll intervals of being ready.
         statuses = wait_for(
-            lambda: len(run_statuses(url)) >= 3 and run_statuses(url),
+            several_statuses,
             timeout=2 * DEMO_INTERVAL,
             interval=0.5,
             what="agent_runs_total for several statuses",
         )
         assert {"succeeded", "failed"} <= statuses
         traces = tmp_path / ".demo" / "traces.jsonl"
+
+        def written() -> list[str]:
+            return traces.read_text().splitlines() if traces.exists() else []
+
         first = wait_for(
-            lambda: traces.exists() and traces.read_text().splitlines(),
+            written,
             timeout=2 * DEMO_INTERVAL,
             what="traces written",
         )

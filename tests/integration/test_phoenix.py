@@ -20,8 +20,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -84,8 +85,9 @@ def export_once(workdir: Path, sim: Simulator, traces: dict[str, object], env: d
     assert result.returncode == 0, f"once exited {result.returncode}:\n{result.stderr[-3000:]}"
 
 
-def reference_spans(path: Path) -> dict[str, dict[str, object]]:
-    spans: dict[str, dict[str, object]] = {}
+def reference_spans(path: Path) -> dict[str, dict[str, Any]]:
+    """The exported OTLP/JSON spans by id, JSON the assertions index freely."""
+    spans: dict[str, dict[str, Any]] = {}
     for line in path.read_text().splitlines():
         for resource_spans in json.loads(line)["resourceSpans"]:
             for scope_spans in resource_spans["scopeSpans"]:
@@ -94,7 +96,7 @@ def reference_spans(path: Path) -> dict[str, dict[str, object]]:
     return spans
 
 
-def otlp_json_value(v: dict[str, object]) -> object:
+def otlp_json_value(v: dict[str, Any]) -> object:
     """A value of the exporter's OTLP/JSON."""
     if "stringValue" in v:
         return v["stringValue"]
@@ -103,14 +105,14 @@ def otlp_json_value(v: dict[str, object]) -> object:
     if "intValue" in v:
         return int(str(v["intValue"]))
     if "doubleValue" in v:
-        return float(v["doubleValue"])  # type: ignore[arg-type]
-    return tuple(otlp_json_value(x) for x in v["arrayValue"]["values"])  # type: ignore[index]
+        return float(v["doubleValue"])
+    return tuple(otlp_json_value(x) for x in v["arrayValue"]["values"])
 
 
-def phoenix_value(v: dict[str, object]) -> object:
+def phoenix_value(v: dict[str, Any]) -> object:
     """A value of Phoenix's /spans/otlpv1 answer (snake_case, nulls for the unused kinds)."""
     if v.get("array_value") is not None:
-        return tuple(phoenix_value(x) for x in v["array_value"]["values"])  # type: ignore[index]
+        return tuple(phoenix_value(x) for x in v["array_value"]["values"])
     for kind in ("string_value", "bool_value", "double_value"):
         if v.get(kind) is not None:
             return v[kind]
@@ -119,8 +121,8 @@ def phoenix_value(v: dict[str, object]) -> object:
     raise AssertionError(f"no value in {v}")
 
 
-def attributes(items: object, value: object) -> dict[str, object]:
-    return {a["key"]: value(a["value"]) for a in items or []}  # type: ignore[attr-defined, operator]
+def attributes(items: list[dict[str, Any]] | None, value: Callable[[dict[str, Any]], object]) -> dict[str, object]:
+    return {a["key"]: value(a["value"]) for a in items or []}
 
 
 def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, simulator: Simulator) -> None:
@@ -134,8 +136,12 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
     )
 
     # Phoenix ingests asynchronously: poll until it holds as many spans.
+    def all_stored() -> list[dict[str, Any]]:
+        spans = phoenix.spans(PROJECT)
+        return spans if len(spans) >= len(reference) else []
+
     stored = wait_for(
-        lambda: len(spans := phoenix.spans(PROJECT)) >= len(reference) and spans,
+        all_stored,
         timeout=30,
         interval=0.5,
         what="Phoenix to store every span",
@@ -153,8 +159,8 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
         assert abs(int(span["start_time_unix_nano"]) - int(ref["startTimeUnixNano"])) <= TIME_TOLERANCE_NS, where
         assert abs(int(span["end_time_unix_nano"]) - int(ref["endTimeUnixNano"])) <= TIME_TOLERANCE_NS, where
         status = ref["status"]
-        assert span["status"]["code"] == status.get("code", 0), where  # type: ignore[index, union-attr]
-        assert (span["status"]["message"] or None) == status.get("message"), where  # type: ignore[index, union-attr]
+        assert span["status"]["code"] == status.get("code", 0), where
+        assert (span["status"]["message"] or None) == status.get("message"), where
         sent = attributes(ref["attributes"], otlp_json_value)
         kept = attributes(span["attributes"], phoenix_value)
         # Phoenix adds OpenInference names it derives (tool.name, llm.*); ours must all be there, equal.
@@ -162,16 +168,16 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
         sent_events = [
             (e["name"], int(e["timeUnixNano"]), attributes(e.get("attributes"), otlp_json_value))
             for e in ref.get("events", [])
-        ]  # type: ignore[attr-defined]
+        ]
         kept_events = [
             (e["name"], int(e["time_unix_nano"]), attributes(e.get("attributes"), phoenix_value))
             for e in span["events"] or []
-        ]  # type: ignore[union-attr]
+        ]
         assert [(n, a) for n, _, a in kept_events] == [(n, a) for n, _, a in sent_events], where
         assert all(abs(k[1] - s[1]) <= TIME_TOLERANCE_NS for k, s in zip(kept_events, sent_events, strict=True))
 
     # Structure: one root per trace, parents inside the trace, tool calls under runs.
-    by_trace: dict[str, list[dict[str, object]]] = {}
+    by_trace: dict[str, list[dict[str, Any]]] = {}
     for span in stored:
         by_trace.setdefault(str(span["trace_id"]), []).append(span)
     names = {str(s["span_id"]): str(s["name"]) for s in stored}
@@ -188,14 +194,14 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
     # sub-agent runs inside their top-level run's trace.
     truth = truth_of(simulator)["platforms"]
     base = {str(s["type"]): str(s["base_url"]) for s in sources(simulator)}
-    runs = {str(r["run_id"]): r for p in truth.values() for r in p["runs"]}  # type: ignore[attr-defined]
+    runs = {str(r["run_id"]): r for p in truth.values() for r in p["runs"]}
     expected: set[str] = set()
     run_spans = {
         (str(s["trace_id"]), attributes(s["attributes"], phoenix_value).get("agent_activity.run_id"))
         for s in stored
         if str(s["name"]).startswith("invoke_agent ")
     }
-    for platform, body in truth.items():  # type: ignore[attr-defined]
+    for platform, body in truth.items():
         for run in body["runs"]:
             top = run["root_run_id"] or run["run_id"]
             trace_id = trace_id_for(platform, base[platform], str(top))
@@ -204,7 +210,7 @@ def test_phoenix_reads_back_every_span_intact(tmp_path: Path, phoenix: Phoenix, 
                 expected.add(trace_id)
     assert set(by_trace) == expected
     assert any(r["root_run_id"] for r in runs.values()), "the data has sub-agent runs"
-    assert any(s["status"]["code"] == 2 for s in stored), "the data has failed runs"  # type: ignore[index]
+    assert any(s["status"]["code"] == 2 for s in stored), "the data has failed runs"
 
     # Phoenix shows them as agent and tool spans (openinference.span.kind).
     response = httpx.get(f"{phoenix.url}/v1/projects/{PROJECT}/spans", params={"limit": 1000}, timeout=30)

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -91,9 +92,15 @@ def settle(sim: Simulator) -> None:
     time.sleep(RUN_SECONDS[1] + 0.5)
 
 
-def truth_runs(sim: Simulator, platform: str) -> list[dict[str, object]]:
-    runs: list[dict[str, object]] = truth_of(sim)["platforms"][platform]["runs"]
+def truth_runs(sim: Simulator, platform: str) -> list[dict[str, Any]]:
+    """A platform's finished runs in the simulator, JSON the assertions index freely."""
+    runs: list[dict[str, Any]] = truth_of(sim)["platforms"][platform]["runs"]
     return runs
+
+
+def caught_up(sim: Simulator, receiver: OtlpReceiver, platform: str) -> Callable[[], bool]:
+    """A check for wait_for: every finished run of the platform has its span."""
+    return lambda: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform))
 
 
 def spans_of(receiver: OtlpReceiver, source: str) -> list[ReceivedSpan]:
@@ -141,7 +148,7 @@ def test_every_finished_run_is_one_span_in_the_right_trace(
             for s in all_spans
             if s.parent_span_id == span.span_id and "gen_ai.tool.call.id" in s.attributes
         )
-        expected = sorted((str(t["id"]), f"execute_tool {t['name']}") for t in run["tool_calls"])  # type: ignore[union-attr]
+        expected = sorted((str(t["id"]), f"execute_tool {t['name']}") for t in run["tool_calls"])
         assert tools == expected, f"{platform} run {run['run_id']}: tool-call spans"
 
 
@@ -163,7 +170,7 @@ def test_counters_equal_what_the_platform_holds(
         }
     )
     assert got == runs
-    tool_truth = Counter((str(t["name"]), str(t["status"])) for r in truth for t in r["tool_calls"])  # type: ignore[union-attr]
+    tool_truth = Counter((str(t["name"]), str(t["status"])) for r in truth for t in r["tool_calls"])
     tool_got = Counter(
         {
             (dict(labels)["tool"], dict(labels)["status"]): int(v)
@@ -173,13 +180,13 @@ def test_counters_equal_what_the_platform_holds(
     )
     assert tool_got == tool_truth
     for kind in ("input", "output", "total"):
-        expected = sum(int(r[f"{kind}_tokens"] or 0) for r in truth)  # type: ignore[call-overload]
+        expected = sum(int(r[f"{kind}_tokens"] or 0) for r in truth)
         if kind == "total":  # a run that gives only input/output still has a total
             expected = sum(
                 int(r["total_tokens"] or 0) or int(r["input_tokens"] or 0) + int(r["output_tokens"] or 0) for r in truth
-            )  # type: ignore[call-overload]
+            )
         assert sum(by_label(metrics, "agent_tokens_total", "type", source=source, type=kind).values()) == expected
-    cost = sum(float(r["cost_usd"] or 0) for r in truth)  # type: ignore[arg-type]
+    cost = sum(float(r["cost_usd"] or 0) for r in truth)
     assert math.isclose(
         sum(by_label(metrics, "agent_cost_usd_total", "agent", source=source).values()),
         cost,
@@ -194,7 +201,7 @@ def test_idle_sources_cost_one_listing_request_per_interval(
     sim, receiver, exporter = stack
     for platform in PLATFORMS:
         wait_for(
-            lambda platform=platform: len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform)),
+            caught_up(sim, receiver, platform),
             timeout=60,
             what="caught up",
         )
@@ -250,13 +257,11 @@ def test_a_revoked_key_marks_one_source_down_and_the_others_go_on(
         for platform in ("runtools", "agent_activities", "runtype"):
             if len(truth_runs(sim, platform)) > before[platform]:
                 wait_for(
-                    lambda platform=platform: (
-                        len(run_spans(receiver, SOURCE[platform])) == len(truth_runs(sim, platform))
-                    ),
+                    caught_up(sim, receiver, platform),
                     timeout=60,
                     what=f"{platform} goes on while bctrl is down",
                 )
-        status = exporter.status()["sources"]["bc"]  # type: ignore[index]
+        status = exporter.status()["sources"]["bc"]
         assert status["up"] is False and "401" in status["last_error"]
         assert exporter.metrics()[("agent_exporter_polls_total", (("outcome", "auth_error"), ("source", "bc")))] > 0
     finally:

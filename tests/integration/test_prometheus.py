@@ -39,13 +39,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from exporter.convert.metrics import METRICS
 from exporter.simulator import Simulator, SimulatorOptions, parse_faults
-from tests.conftest import wait_for
+from tests.conftest import json_of, wait_for
 from tests.integration.helpers import ExporterProcess, free_port, write_config
 from tests.integration.stack import (
     ALERT_TESTS,
@@ -66,7 +67,7 @@ from tests.integration.stack import (
     signals,
     variable_expressions,
 )
-from tests.otlp_receiver import OtlpReceiver
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 # config/prometheus.yml marks it critical. It is a runtools agent of the simulator
 # whose history (seed 5) has a failed and a timed-out run.
@@ -103,8 +104,8 @@ def test_every_alert_rule_has_unit_tests_firing_and_not_firing() -> None:
     assert names - firing == set(), "rules never shown firing"
     assert names - quiet == set(), "rules never shown not firing"
     for rule in alert_rules():
-        assert rule["labels"]["severity"] in ("critical", "warning"), rule["alert"]  # type: ignore[index]
-        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), rule["alert"]  # type: ignore[arg-type]
+        assert json_of(rule["labels"])["severity"] in ("critical", "warning"), rule["alert"]
+        assert {"summary", "description", "runbook"} <= set(json_of(rule["annotations"])), rule["alert"]
 
 
 def test_dashboards_are_generated_and_wired_to_variables_and_traces() -> None:
@@ -289,34 +290,39 @@ def test_every_alert_rule_evaluates_and_its_series_exist(stack: Stack) -> None:
 def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) -> None:
     prometheus = stack.prometheus
 
-    def exemplars() -> list[tuple[dict[str, str], dict[str, object]]]:
+    def exemplars() -> list[tuple[dict[str, str], dict[str, Any]]]:
         data = prometheus.api(
             "query_exemplars", query="agent_run_duration_seconds_bucket", start=stack.started, end=time.time() + 1
         )
-        return [(series["seriesLabels"], ex) for series in data for ex in series["exemplars"]]  # type: ignore[attr-defined]
+        return [(series["seriesLabels"], ex) for series in json_of(data) for ex in series["exemplars"]]
 
-    def of_every_platform() -> list[tuple[dict[str, str], dict[str, object]]]:
+    def of_every_platform() -> list[tuple[dict[str, str], dict[str, Any]]]:
         found = exemplars()
         platforms = {labels["platform"] for labels, _ in found}
         return found if platforms == {"runtools", "agent_activities", "bctrl", "runtype"} else []
 
     found = wait_for(of_every_platform, timeout=60, what="exemplars of every platform in Prometheus")
 
-    def delivered() -> dict[str, list[object]]:
-        by_trace: dict[str, list[object]] = {}
+    def delivered() -> dict[str, list[ReceivedSpan]]:
+        by_trace: dict[str, list[ReceivedSpan]] = {}
         for span in stack.receiver.snapshot():
             by_trace.setdefault(span.trace_id, []).append(span)
         return by_trace
 
-    wanted = {str(ex["labels"]["trace_id"]) for _, ex in found}  # type: ignore[index]
+    wanted = {str(ex["labels"]["trace_id"]) for _, ex in found}
+
+    def wanted_delivered() -> dict[str, list[ReceivedSpan]]:
+        by_trace = delivered()
+        return by_trace if wanted <= set(by_trace) else {}
+
     traces = wait_for(
-        lambda: wanted <= set(delivered()) and delivered(),
+        wanted_delivered,
         timeout=30,
         what="the exemplars' traces at the OTLP receiver",
     )
     for labels, ex in found:
-        trace_id = str(ex["labels"]["trace_id"])  # type: ignore[index]
-        value = float(ex["value"])  # type: ignore[arg-type]
+        trace_id = str(ex["labels"]["trace_id"])
+        value = float(ex["value"])
         assert re.fullmatch("[0-9a-f]{32}", trace_id)
         assert value <= float(labels["le"]), f"exemplar {value} above its bucket le={labels['le']}"
         # The exemplar is a run of this agent with this duration, somewhere in that trace
@@ -324,10 +330,9 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
         runs = [
             s
             for s in traces[trace_id]
-            if s.attributes.get("gen_ai.agent.id") == labels["agent"]  # type: ignore[attr-defined]
-            and s.name.startswith("invoke_agent ")
-        ]  # type: ignore[attr-defined]
-        durations = [(s.end_ns - s.start_ns) / 1e9 for s in runs]  # type: ignore[attr-defined]
+            if s.attributes.get("gen_ai.agent.id") == labels["agent"] and s.name.startswith("invoke_agent ")
+        ]
+        durations = [(s.end_ns - s.start_ns) / 1e9 for s in runs]
         assert any(abs(d - value) < 0.002 for d in durations), (labels, value, durations)
 
     # What Grafana asks for a duration panel with exemplars on: the panel's own query.

@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -21,7 +22,7 @@ from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
 from tests.conftest import truth_of, wait_for
 from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 KEY = "sim-runtools-key"
 RUN_SECONDS = (1.0, 4.0)
@@ -39,14 +40,15 @@ def simulator() -> Iterator[Simulator]:
     sim.stop()
 
 
-def finished_runs(sim: Simulator) -> list[dict[str, object]]:
-    runs: list[dict[str, object]] = truth_of(sim)["platforms"]["runtools"]["runs"]
+def finished_runs(sim: Simulator) -> list[dict[str, Any]]:
+    """The simulator's finished runs, JSON the assertions index freely."""
+    runs: list[dict[str, Any]] = truth_of(sim)["platforms"]["runtools"]["runs"]
     return runs
 
 
-def roots(receiver: OtlpReceiver) -> dict[str, object]:
+def roots(receiver: OtlpReceiver) -> dict[str, ReceivedSpan]:
     """Root spans by trace id; a re-sent duplicate must be identical."""
-    out: dict[str, object] = {}
+    out: dict[str, ReceivedSpan] = {}
     for span in receiver.snapshot():
         if span.parent_span_id == "":
             if span.trace_id in out:
@@ -55,7 +57,7 @@ def roots(receiver: OtlpReceiver) -> dict[str, object]:
     return out
 
 
-def settle(sim: Simulator) -> list[dict[str, object]]:
+def settle(sim: Simulator) -> list[dict[str, Any]]:
     """Pause new runs; once the longest run time has passed, every started
     run has finished and the truth is final."""
     sim.pause()
@@ -82,7 +84,7 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
             }
         ],
         port=port,
-        traces={"endpoint": receiver.endpoint, "protocol": "http/protobuf"},  # type: ignore[attr-defined]
+        traces={"endpoint": receiver.endpoint, "protocol": "http/protobuf"},
     )
     exporter = ExporterProcess(config, port, tmp_path / "exporter.log").start()
     time.sleep(3)  # let live runs start and finish while the exporter polls (not a timing assertion)
@@ -104,8 +106,8 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
             for s in receiver.snapshot()
             if s.trace_id == trace_id and s.parent_span_id == root.span_id
         }
-        assert sorted(c for c in children if c) == sorted(str(t["id"]) for t in run["tool_calls"])  # type: ignore[union-attr]
-        for call in run["tool_calls"]:  # type: ignore[union-attr]
+        assert sorted(cast(str, c) for c in children if c) == sorted(str(t["id"]) for t in run["tool_calls"])
+        for call in run["tool_calls"]:
             assert children[call["id"]].name == f"execute_tool {call['name']}"
 
     def counts_match() -> bool:
@@ -137,7 +139,7 @@ def test_run_exports_every_finished_run_once_and_survives_restart(
     simulator.resume()
     time.sleep(2)
     truth = settle(simulator)
-    expected = {trace_id_for("runtools", base_url, str(r["run_id"])) for r in truth}
-    assert len(expected) > first_truth, "new runs finished after the restart"
-    wait_for(lambda: set(roots(receiver)) == expected, timeout=60, what="the new runs' traces")
+    expected_ids = {trace_id_for("runtools", base_url, str(r["run_id"])) for r in truth}
+    assert len(expected_ids) > first_truth, "new runs finished after the restart"
+    wait_for(lambda: set(roots(receiver)) == expected_ids, timeout=60, what="the new runs' traces")
     assert restarted.stop() == 0
