@@ -94,10 +94,16 @@ class Exporter:
                  self.config.listen_host, self.server.port if self.server else 0)
 
     def once(self) -> bool:
-        """`once`: poll every source, deliver the spans, report success."""
+        """`once`: poll every source with the drain delivering alongside (as
+        in `run`: a backfill larger than the outbox waits for the backend
+        instead of overflowing it), then deliver the rest for as long as the
+        backend keeps taking spans; report success."""
+        if self.drain:
+            self.drain.start()
         results = [job.poll() for job in self.jobs]
         if self.drain:
-            self.drain.flush(time.monotonic() + FLUSH_SECONDS * 3)
+            self.drain.end_thread()
+            self.drain.flush(time.monotonic() + FLUSH_SECONDS * 3, patience=FLUSH_SECONDS * 3)
         return all(results) and (self.drain is None or self.store.outbox_spans() == 0)
 
     def shutdown(self) -> None:

@@ -7,7 +7,7 @@ raw status is kept beside the normalised one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import StrEnum
@@ -186,7 +186,11 @@ class Batch:
             self.open_upserts.pop(run_id, None)
         self.open_deletes -= later.open_upserts.keys()
         self.open_deletes |= later.open_deletes
-        self.open_upserts.update(later.open_upserts)
+        for run_id, upsert in later.open_upserts.items():
+            earlier = self.open_upserts.get(run_id)
+            if earlier is not None and earlier.appended:  # both batches' new items are appended
+                upsert = replace(upsert, appended=earlier.appended + upsert.appended)
+            self.open_upserts[run_id] = upsert
         for key, at in later.seen_add.items():
             self.seen_add.setdefault(key, at)  # the store keeps a key's first time
         self.rejected += later.rejected
@@ -208,6 +212,15 @@ class OpenRun:
     opened_at: float  # epoch seconds when first seen
     data: dict[str, object]
     finished: bool = False  # ended at the platform, waiting for the read that completes it
+    # A source that gathers a run item by item (runtools events) keeps the
+    # items apart from `data`: a commit appends the batch's new ones
+    # (`appended`) and never rewrites the earlier ones, so the cost of a
+    # commit follows what changed, not how much each open run holds. Reads
+    # that build the run (finished, stale, by id) return the stored ones as
+    # `items`, in the order they were appended; the cheap per-page lookup
+    # (`open_runs_among`) leaves them out.
+    items: tuple[object, ...] = ()
+    appended: tuple[object, ...] = ()
 
 
 def utc(dt: datetime) -> datetime:

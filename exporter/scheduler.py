@@ -23,7 +23,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from exporter.config import Config
 from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
 from exporter.convert.traces import run_trace_id
-from exporter.export.otlp import OutboxDrain
+from exporter.export.otlp import OutboxDrain, run_list
 from exporter.export.registry import MetricsBook
 from exporter.model import Batch, Run
 from exporter.sources.base import PollContext, Source
@@ -81,25 +81,29 @@ class Pipeline:
                         extra={"source": source.name, "record_id": rejected.record_id})
         updates += [Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()]
         updates += extra
+        bound = self.config.traces.outbox_max_spans
+        if outbox and self.drain:
+            self.drain.make_room(sum(n for _, n, _ in outbox), bound, self.stop)
         with self.commit_lock:
             staged = self.book.stage(updates)
-            dropped = self.store.commit(
-                source.name, batch, outbox, self.book.persisted_form(staged), self.config.traces.outbox_max_spans
-            )
-            if dropped:
-                staged.update(self.book.stage([Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped)]))
+            dropped = self.store.commit(source.name, batch, outbox, self.book.persisted_form(staged), bound)
+            if dropped.spans:
+                staged.update(self.book.stage(
+                    [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]))
                 self.store.write_series(self.book.persisted_form(staged))
-                log.warning("outbox full: dropped the %d oldest span(s)", dropped)
+                log.warning("outbox full (trace backend failing): dropped the %d oldest span(s), the traces of "
+                            "%d run(s): %s", dropped.spans, len(dropped.runs), run_list(dropped.runs))
             self.book.publish(staged)
         self._refresh_gauges(source.name, source.platform, batch, recount)
         if outbox and self.drain:
             self.drain.notify()
 
-    def _spans(self, runs: list[Run]) -> list[tuple[int, bytes]]:
+    def _spans(self, runs: list[Run]) -> list[tuple[str, int, bytes]]:
         if self.drain is None:
             return []  # traces are off
         traces = self.config.traces
-        return [self.drain.encode(run, traces.capture_content, traces.max_attribute_length) for run in runs]
+        return [(run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length))
+                for run in runs]
 
     def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
         now = time.monotonic()

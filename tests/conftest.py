@@ -118,7 +118,10 @@ class MemoryState:
         return {k for k in keys if k in self.seen}
 
     def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
-        return {r: self.open[r] for r in run_ids if r in self.open}
+        return {r: replace(self.open[r], items=()) for r in run_ids if r in self.open}  # as the store: no items
+
+    def open_items_among(self, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
+        return {r: self.open[r].items for r in run_ids if r in self.open and self.open[r].items}
 
     def in_progress(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -132,7 +135,9 @@ class MemoryState:
             self.open.pop(run_id, None)
         for run_id, o in batch.open_upserts.items():
             if run_id not in batch.open_deletes:
-                self.open[run_id] = replace(o, data=json.loads(json.dumps(o.data)))
+                before = self.open[run_id].items if run_id in self.open else ()
+                items = before + tuple(json.loads(json.dumps(o.appended)))  # appended, never rewritten
+                self.open[run_id] = replace(o, data=json.loads(json.dumps(o.data)), items=items, appended=())
         for key, at in batch.seen_add.items():
             self.seen.setdefault(key, at)
         if batch.seen_prune_before is not None:

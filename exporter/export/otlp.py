@@ -23,7 +23,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -401,6 +401,12 @@ def _value(v: dict[str, Any]) -> AttributeValue:
     return tuple(str(x.get("stringValue", "")) for x in values)
 
 
+def run_list(runs: Iterable[tuple[str, str | None]]) -> str:
+    """Runs named in a log line as source/run id (rows from before the outbox
+    named its runs show as source/?)."""
+    return ", ".join(f"{source}/{run or '?'}" for source, run in runs)
+
+
 class OutboxDrain:
     """Background thread moving spans from the outbox to the backend."""
 
@@ -422,10 +428,24 @@ class OutboxDrain:
         self._backoff = 0.0
         self._failing = False
         self._clock = clock
+        self._delivered = threading.Condition()  # notified whenever rows leave the outbox
         self._thread = threading.Thread(target=self._loop, name="outbox-drain", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def make_room(self, spans: int, bound: int, stop: threading.Event) -> None:
+        """Hold the polling thread while the outbox has no room for `spans`
+        more and the backend is taking spans: a backfill that reads faster
+        than the backend accepts waits for it, instead of pushing its oldest
+        traces out of a full outbox. While the backend fails (or no drain
+        thread runs) waiting cannot make room: the caller goes on, and the
+        oldest spans are dropped, counted and logged."""
+        while (not stop.is_set() and not self._failing and self._thread.is_alive()
+               and 0 < self._store.outbox_spans() and self._store.outbox_spans() + spans > bound):
+            self._wake.set()
+            with self._delivered:
+                self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
 
     def notify(self) -> None:
         self._wake.set()
@@ -475,7 +495,8 @@ class OutboxDrain:
                     log.info("trace backend accepts spans again")
                 self._failing = False
             elif result.outcome is Outcome.REJECTED:
-                log.error("trace backend rejected %d span(s), dropped: %s", spans, result.detail)
+                log.error("trace backend rejected %d span(s), dropped: %s; runs: %s", spans, result.detail,
+                          run_list((r.source, r.run) for r in group))
                 self._finish(group, "rejected")
             else:
                 self._failed(group, result)
@@ -490,6 +511,8 @@ class OutboxDrain:
             self._store.outbox_done([r.id for r in rows], self._book.persisted_form(staged))
             self._book.publish(staged)
         self._book.set_live("agent_exporter_outbox_spans", (), float(self._store.outbox_spans()))
+        with self._delivered:
+            self._delivered.notify_all()
 
     def _failed(self, rows: list[OutboxRow], result: SendResult) -> None:
         """Keep the spans; back off (as told, when told), log the change once."""
@@ -505,21 +528,30 @@ class OutboxDrain:
             log.warning("cannot deliver spans, keeping them and retrying: %s", result.detail)
         self._failing = True
 
-    def flush(self, deadline: float) -> None:
+    def flush(self, deadline: float, *, patience: float = 0.0) -> None:
         """Deliver what is waiting until the outbox is empty or the deadline
-        (a monotonic time) passes: for SIGTERM and `once`."""
+        (a monotonic time) passes: for SIGTERM and `once`. With `patience`,
+        every delivery moves the deadline to at least that far ahead: a long
+        outbox is delivered for as long as the backend keeps taking it."""
         while self._clock() < deadline:
-            if not self.drain_once():
-                if not self._store.outbox_take(1):
-                    return
+            if self.drain_once():
+                deadline = max(deadline, self._clock() + patience)
+            elif not self._store.outbox_take(1):
+                return
+            else:
                 time.sleep(min(0.5, max(0.0, deadline - self._clock())))
 
-    def stop(self, flush_deadline: float | None = None) -> None:
-        """End the thread, then deliver what waits until the deadline."""
+    def end_thread(self) -> None:
+        """Stop the background thread (after its current batch); the drain
+        can still flush from the caller's thread, never from two at once."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=15)
+
+    def stop(self, flush_deadline: float | None = None) -> None:
+        """End the thread, then deliver what waits until the deadline."""
+        self.end_thread()
         if flush_deadline is not None:
             self.flush(flush_deadline)
         self._sender.close()

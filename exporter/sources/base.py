@@ -38,7 +38,13 @@ class StateView(Protocol):
         ...
 
     def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
-        """The open runs with these ids, by id (absent ids are not open)."""
+        """The open runs with these ids, by id (absent ids are not open),
+        without their items."""
+        ...
+
+    def open_items_among(self, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
+        """The stored items of these open runs, by id, in appended order
+        (runs with none are absent)."""
         ...
 
 

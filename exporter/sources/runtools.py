@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Generator, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -63,6 +64,12 @@ FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
 # at most this many pages, which de-duplication absorbs.
 PAGES_PER_COMMIT = 10
 MIN_SPAN = timedelta(seconds=10)  # narrowest backfill window
+# The first backfill window's span: small, because a window is exported only
+# once read to its end, so a first window over the whole of `start_from`
+# held every run of a dense history open (in the store, rewritten batch after
+# batch) until the end. A sparse feed doubles it back to `max_window` in a
+# few windows of one page each.
+FIRST_SPAN = timedelta(seconds=60)
 # Settled windows still overlap by this much: whether `since` and `until` are
 # inclusive is undocumented, and an event exactly on the boundary must be
 # read once, neither twice nor never.
@@ -131,7 +138,7 @@ class RuntoolsSource(PlatformSource):
         self._lookback = timedelta(seconds=float(cast(float, opts.get("lookback", 30.0))))
         self._page_size = int(cast(int, opts.get("page_size", 200)))
         self._max_window = timedelta(seconds=float(cast(float, opts.get("max_window", 3600.0))))
-        self._span = self._max_window  # of the next backfill window; adapts to the feed's density
+        self._span = min(self._max_window, FIRST_SPAN)  # of the next backfill window; adapts to the feed's density
         self._edge = min(self._lookback, EDGE)
         self._start_from = timedelta(seconds=config.start_from)
         auth = {"X-API-Key": config.secret or ""}
@@ -219,9 +226,11 @@ class RuntoolsSource(PlatformSource):
         from memory (no round trip through the open-run table), and, once
         the window is settled, its events' dedup keys are not stored: no
         later window reads those events again."""
-        for open_run in [o for o in batch.open_upserts.values() if o.finished]:
+        finished = [o for o in batch.open_upserts.values() if o.finished]
+        stored = ctx.state.open_items_among(o.run_id for o in finished)  # from earlier batches of the window
+        for open_run in finished:
             del batch.open_upserts[open_run.run_id]
-            self._export(batch, open_run)
+            self._export(batch, replace(open_run, items=stored.get(open_run.run_id, ())))
         if self._settled(ctx, until):
             keep_from = (until - self._edge).timestamp()  # the next window re-reads these
             batch.seen_add = {k: at for k, at in batch.seen_add.items() if at >= keep_from or not k.startswith("ev:")}
@@ -258,8 +267,11 @@ class RuntoolsSource(PlatformSource):
 
     def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None,
                     new: list[list[object]]) -> None:
-        current = batch.open_upserts.get(run_id) or stored
-        events = [*cast(list[object], current.data["events"]), *new] if current else list(new)
+        """The run's new events join what this batch already holds of it; what
+        earlier commits stored stays stored (the commit appends, never
+        rewrites), and is read back only to build the finished run."""
+        in_batch = batch.open_upserts.get(run_id)
+        current = in_batch or stored
         agent = current.agent if current else "unknown"
         finished = bool(current and current.finished)
         for ev in new:
@@ -270,8 +282,9 @@ class RuntoolsSource(PlatformSource):
             run_id=run_id,
             agent=agent,
             opened_at=current.opened_at if current else ctx.now.timestamp(),
-            data={**(current.data if current else {}), "events": events},
+            data=current.data if current else {},  # a run stored by an older exporter keeps its "events" there
             finished=finished,
+            appended=(*in_batch.appended, *new) if in_batch else tuple(new),
         )
 
     def _finalize(self, ctx: PollContext, until: datetime, settled: bool) -> Iterator[Batch]:
@@ -294,8 +307,9 @@ class RuntoolsSource(PlatformSource):
         return self._build_run(open_run, RunStatus.INCOMPLETE)
 
     def _build_run(self, open_run: OpenRun, forced: RunStatus | None) -> Run:
-        timed = sorted(((parse_time(e[E_AT]), e) for e in cast(list[list[object]], open_run.data["events"])),
-                       key=lambda pair: pair[0])
+        stored = cast(list[list[object]], open_run.data.get("events", []))  # written by an older exporter
+        every = (*stored, *cast(tuple[list[object], ...], open_run.items + open_run.appended))
+        timed = sorted(((parse_time(e[E_AT]), e) for e in every), key=lambda pair: pair[0])
         start = end = None
         status, raw_status = RunStatus.RUNNING, "running"
         error_message = None

@@ -9,13 +9,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporter.model import Batch, OpenRun
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(source TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -24,6 +24,9 @@ CREATE TABLE IF NOT EXISTS open_runs(
     finished INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY(source, run_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS open_runs_finished ON open_runs(source, finished);
 CREATE INDEX IF NOT EXISTS open_runs_age ON open_runs(source, opened_at);
+CREATE TABLE IF NOT EXISTS open_items(
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, run_id TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS open_items_run ON open_items(source, run_id, id);
 CREATE TABLE IF NOT EXISTS seen(
     source TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(source, key)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_at ON seen(source, at);
@@ -31,8 +34,14 @@ CREATE TABLE IF NOT EXISTS series(
     name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox(
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,
-    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);
+    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT);
 """
+# Each step takes a state file from version N to N+1, in one transaction.
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: outbox rows name their run, so a row dropped or refused is logged with the run's id
+    # (open_items, new in 2, is made by SCHEMA).
+    1: "ALTER TABLE outbox ADD COLUMN run TEXT",
+}
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
 LOOKUP_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
@@ -42,6 +51,10 @@ class StateError(Exception):
     """The state file cannot be used; the message says how to recover."""
 
 
+class NewerStateError(StateError):
+    """The state file was written by a newer exporter's schema."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     id: int
@@ -49,6 +62,16 @@ class OutboxRow:
     spans: int
     payload: bytes
     attempts: int
+    run: str | None  # the run whose spans the row holds (None: written before schema 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """What a commit dropped from a full outbox: span count and the runs
+    (source, run id) whose traces went with them."""
+
+    spans: int = 0
+    runs: tuple[tuple[str, str | None], ...] = ()
 
 
 class StateStore:
@@ -68,20 +91,36 @@ class StateStore:
             ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
             if ok != "ok":
                 raise sqlite3.DatabaseError(ok)
-            self._db.executescript(SCHEMA)
-            self._check_version()
+            self._migrate()
+        except NewerStateError:
+            raise
         except sqlite3.DatabaseError as err:
             raise StateError(
                 f"state file {self.path} is unreadable or corrupt ({err}). Keep it for inspection, then move it "
                 "aside and start again: the exporter re-reads `start_from` of history and counters restart at 0"
             ) from err
 
-    def _check_version(self) -> None:
+    def _migrate(self) -> None:
+        """A new file gets the current schema; an older one is brought up to
+        it step by step; a newer one is refused (its meaning is unknown)."""
+        self._db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
+            self._db.executescript(SCHEMA)
             self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(f"schema version {row[0]}, this exporter reads {SCHEMA_VERSION}")
+            return
+        version = int(row[0])
+        if version > SCHEMA_VERSION:
+            raise NewerStateError(
+                f"state file {self.path} has schema version {version}, written by a newer exporter; this one "
+                f"reads up to version {SCHEMA_VERSION}. Run the newer exporter, or point state.path elsewhere"
+            )
+        while version < SCHEMA_VERSION:
+            with self._transaction() as db:
+                db.execute(MIGRATIONS[version])
+                version += 1
+                db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(version),))
+        self._db.executescript(SCHEMA)  # indexes added since (IF NOT EXISTS)
 
     def close(self) -> None:
         with self._lock:
@@ -100,7 +139,17 @@ class StateStore:
                 "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id=?",
                 (source, run_id),
             ).fetchone()
-        return _open_run(row) if row else None
+        return self._with_items(source, [_open_run(row)])[0] if row else None
+
+    def _with_items(self, source: str, runs: list[OpenRun]) -> list[OpenRun]:
+        """The runs with their stored items (one query per LOOKUP_CHUNK runs)."""
+        items: dict[str, list[object]] = {}
+        for chunk in _chunks(o.run_id for o in runs):
+            for run_id, data in self._select_in(
+                "SELECT run_id, data FROM open_items WHERE source=? AND run_id IN ({}) ORDER BY id", source, chunk
+            ):
+                items.setdefault(run_id, []).extend(json.loads(data))
+        return [replace(o, items=tuple(items[o.run_id])) if o.run_id in items else o for o in runs]
 
     def open_runs(self, source: str, chunk: int = 500) -> Iterator[OpenRun]:
         """All open runs of a source, read in chunks so memory stays flat."""
@@ -112,7 +161,7 @@ class StateStore:
                     " WHERE source=? AND run_id>? ORDER BY run_id LIMIT ?",
                     (source, after, chunk),
                 ).fetchall()
-            yield from (_open_run(r) for r in rows)
+            yield from self._with_items(source, [_open_run(r) for r in rows])
             if len(rows) < chunk:
                 return
             after = rows[-1][0]
@@ -124,7 +173,7 @@ class StateStore:
                 " WHERE source=? AND finished=1 LIMIT ?",
                 (source, limit),
             ).fetchall()
-        return [_open_run(r) for r in rows]
+        return self._with_items(source, [_open_run(r) for r in rows])
 
     def stale_open_runs(self, source: str, opened_before: float, limit: int) -> list[OpenRun]:
         with self._lock:
@@ -133,7 +182,7 @@ class StateStore:
                 " WHERE source=? AND opened_at<? ORDER BY opened_at LIMIT ?",
                 (source, opened_before, limit),
             ).fetchall()
-        return [_open_run(r) for r in rows]
+        return self._with_items(source, [_open_run(r) for r in rows])
 
     def open_run_counts(self, source: str) -> dict[str, int]:
         """Open (unfinished at the platform) runs per agent."""
@@ -157,9 +206,16 @@ class StateStore:
             "SELECT key FROM seen WHERE source=? AND key IN ({})", source, chunk)}
 
     def open_runs_among(self, source: str, run_ids: Iterable[str]) -> dict[str, OpenRun]:
+        """The open runs with these ids, without their items (a page's lookup:
+        whether a run is open, its agent and state; not enough to build it)."""
         return {row[0]: _open_run(row) for chunk in _chunks(run_ids) for row in self._select_in(
             "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id IN ({})",
             source, chunk)}
+
+    def open_items_among(self, source: str, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
+        """The stored items of these open runs, by id (runs without any absent)."""
+        runs = [OpenRun(run_id=r, agent="", opened_at=0.0, data={}) for r in dict.fromkeys(run_ids)]
+        return {o.run_id: o.items for o in self._with_items(source, runs) if o.items}
 
     def _select_in(self, sql: str, source: str, values: list[str]) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -176,26 +232,28 @@ class StateStore:
         self,
         source: str,
         batch: Batch,
-        outbox: Iterable[tuple[int, bytes]],
+        outbox: Iterable[tuple[str, int, bytes]],
         series: Mapping[SeriesKey, object],
         outbox_bound: int,
-    ) -> int:
+    ) -> Dropped:
         """Write one batch: open-run changes, dedup keys, checkpoint, spans
-        and absolute metric values, all or nothing. Returns how many spans
-        were dropped from the outbox to keep it within `outbox_bound`."""
+        (rows of (run id, span count, payload)) and absolute metric values,
+        all or nothing. Returns what was dropped from the outbox to keep it
+        within `outbox_bound`."""
         with self._lock, self._transaction() as db:
             if batch.open_deletes:
-                db.executemany(
-                    "DELETE FROM open_runs WHERE source=? AND run_id=?", ((source, r) for r in batch.open_deletes)
-                )
+                deletes = [(source, r) for r in batch.open_deletes]
+                db.executemany("DELETE FROM open_runs WHERE source=? AND run_id=?", deletes)
+                db.executemany("DELETE FROM open_items WHERE source=? AND run_id=?", deletes)
             if batch.open_upserts:
+                kept = [o for o in batch.open_upserts.values() if o.run_id not in batch.open_deletes]
                 db.executemany(
                     "INSERT OR REPLACE INTO open_runs VALUES(?,?,?,?,?,?)",
-                    (
-                        (source, o.run_id, o.agent, o.opened_at, int(o.finished), _compact_json(o.data))
-                        for o in batch.open_upserts.values()
-                        if o.run_id not in batch.open_deletes
-                    ),
+                    ((source, o.run_id, o.agent, o.opened_at, int(o.finished), _compact_json(o.data)) for o in kept),
+                )
+                db.executemany(
+                    "INSERT INTO open_items(source, run_id, data) VALUES(?,?,?)",
+                    ((source, o.run_id, _compact_json(o.appended)) for o in kept if o.appended),
                 )
             if batch.seen_add:
                 db.executemany(
@@ -206,9 +264,10 @@ class StateStore:
             if batch.checkpoint is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoints VALUES(?,?)", (source, json.dumps(batch.checkpoint)))
             rows = list(outbox)
-            total = self._outbox_sum(db) + sum(n for n, _ in rows)
+            total = self._outbox_sum(db) + sum(n for _, n, _ in rows)
             self._outbox_total = None  # until this transaction has committed
-            db.executemany("INSERT INTO outbox(source, spans, payload) VALUES(?,?,?)", ((source, n, p) for n, p in rows))
+            db.executemany("INSERT INTO outbox(source, spans, payload, run) VALUES(?,?,?,?)",
+                           ((source, n, p, run) for run, n, p in rows))
             self._write_series(db, series)
             total, dropped = self._trim_outbox(db, total, outbox_bound)
         self._outbox_total = total
@@ -236,7 +295,7 @@ class StateStore:
             # Stepped row by row: rows hold several spans, so reading LIMIT
             # max_spans rows at once would load payloads that stay behind.
             cursor = self._db.execute(
-                "SELECT id, source, spans, payload, attempts FROM outbox ORDER BY id LIMIT ?", (max_spans,)
+                "SELECT id, source, spans, payload, attempts, run FROM outbox ORDER BY id LIMIT ?", (max_spans,)
             )
             try:
                 for row in cursor:
@@ -279,14 +338,15 @@ class StateStore:
         return self._outbox_total
 
     @staticmethod
-    def _trim_outbox(db: sqlite3.Connection, total: int, bound: int) -> tuple[int, int]:
-        dropped = 0
+    def _trim_outbox(db: sqlite3.Connection, total: int, bound: int) -> tuple[int, Dropped]:
+        spans, runs = 0, []
         while total > bound:
-            row = db.execute("SELECT id, spans FROM outbox ORDER BY id LIMIT 1").fetchone()
+            row = db.execute("SELECT id, spans, source, run FROM outbox ORDER BY id LIMIT 1").fetchone()
             db.execute("DELETE FROM outbox WHERE id=?", (row[0],))
             total -= row[1]
-            dropped += row[1]
-        return total, dropped
+            spans += row[1]
+            runs.append((row[2], row[3]))
+        return total, Dropped(spans, tuple(runs))
 
     # -- plumbing ------------------------------------------------------------
 
@@ -340,6 +400,9 @@ class SourceStateView:
 
     def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
         return self._store.open_runs_among(self._source, run_ids)
+
+    def open_items_among(self, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
+        return self._store.open_items_among(self._source, run_ids)
 
 
 def _compact_json(data: object) -> str:

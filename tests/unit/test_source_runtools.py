@@ -176,11 +176,11 @@ def test_repeated_items_count_once(tmp_path: Path) -> None:
 def test_crash_mid_window_resumes_from_committed_cursor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
     feed = Feed([ev(i, i, "agent.message.added") for i in range(1, 7)] + [ev(9, 8, "agent.run.completed")], page=2)
-    h = Harness(tmp_path, feed)
+    h = Harness(tmp_path, feed, start_from=20.0)  # one window holds every event
     h.poll(T0 + timedelta(seconds=20), stop_after=1)  # one batch of two pages committed, then "kill -9"
     assert h.events == 4 and len(feed.requests) == 2
     first_requests = len(feed.requests)
-    h2 = Harness(tmp_path, feed)  # a new process on the same state file
+    h2 = Harness(tmp_path, feed, start_from=20.0)  # a new process on the same state file
     h2.poll(T0 + timedelta(seconds=20))
     assert h.events + h2.events == 7  # nothing lost, nothing counted twice
     assert feed.requests[first_requests].url.params["cursor"] == "4"  # resumed, not restarted
@@ -196,13 +196,18 @@ def test_idle_poll_costs_one_request(tmp_path: Path) -> None:
     assert len(feed.requests) - before == 1
 
 
-def test_backfill_is_read_in_bounded_windows(tmp_path: Path) -> None:
+def test_backfill_is_read_in_bounded_windows_that_start_narrow(tmp_path: Path) -> None:
     feed = Feed([ev(1, 0, "agent.run.started"), ev(2, 1, "agent.run.completed")])
     h = Harness(tmp_path, feed, max_window=600.0, lookback=0.0, start_from=3600.0)
-    h.poll(T0 + timedelta(minutes=30))
-    windows = [(r.url.params["since"], r.url.params["until"]) for r in feed.requests]
-    assert len(windows) == 6  # 60 minutes of history in 10-minute windows
+    now = T0 + timedelta(minutes=30)
+    h.poll(now)
+    windows = [(parse(r.url.params["since"]), parse(r.url.params["until"])) for r in feed.requests]
+    assert windows[0][0] == now - timedelta(hours=1) and windows[-1][1] == now  # the whole of start_from
     assert all(b[0] == a[1] for a, b in pairwise(windows))  # contiguous, no gap
+    spans = [(until - since).total_seconds() for since, until in windows]
+    # A sparse feed: the first window is narrow (a dense one would hold every run open until its end),
+    # and each one-page window doubles the next, up to max_window.
+    assert spans[:5] == [60.0, 120.0, 240.0, 480.0, 600.0] and max(spans) == 600.0
     assert len(h.runs) == 1
 
 
@@ -246,11 +251,11 @@ def test_dense_backfill_narrows_its_windows_and_exports_runs_from_memory(
         for r in feed.requests
         if r.url.params.get("cursor") is None
     ]
-    assert spans[0] == timedelta(seconds=1230) and max(spans[1:]) < timedelta(seconds=600)  # narrowed
+    assert spans[0] == timedelta(seconds=90)  # FIRST_SPAN and the lookback: never the whole start_from
+    assert max(spans) < timedelta(seconds=600)  # grown while sparse, narrowed once a window needed more pages
     assert sorted(r.run_id for r in h.runs) == sorted(f"r{n}" for n in range(30)) and h.events == 90
     upserted = {run_id for b in h.batches for run_id in b.open_upserts}
-    later = upserted - {f"r{n}" for n in range(10)}  # the first, wide window needed 15 pages: 8 batches
-    assert len(later) <= 5  # once narrowed, most runs never went through the open-run table
+    assert len(upserted) <= 5  # most runs never went through the open-run table
     assert h.store.open_run_counts("feed") == {}
 
 
@@ -329,7 +334,7 @@ def test_bad_record_is_rejected_and_the_rest_used(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"data": {"events": bad + good}, "meta": {"hasMore": False}})
 
-    h = Harness(tmp_path, handler)
+    h = Harness(tmp_path, handler, start_from=5.0)  # one window: the handler answers every window alike
     h.poll(T0 + timedelta(seconds=5))
     assert sorted(h.rejected) == ["bad_timestamp", "bad_type", "missing_field"]
     assert len(h.runs) == 1

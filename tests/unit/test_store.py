@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter.model import Batch, OpenRun
-from exporter.state.store import StateError, StateStore
+from exporter.state.store import Dropped, NewerStateError, StateError, StateStore
 
 
 def batch(**kw: object) -> Batch:
@@ -26,7 +26,7 @@ def test_batch_round_trips_across_reopen(tmp_path: Path) -> None:
         open_upserts={"r1": OpenRun(run_id="r1", agent="a", opened_at=1.0, data={"events": [1]}),
                       "r2": OpenRun(run_id="r2", agent="a", opened_at=2.0, data={}, finished=True)},
         seen_add={"ev:1": 10.0},
-    ), [(3, b"[]")], {("agent_runs_total", ("feed", "runtools", "a", "failed")): 4.0}, 1000)
+    ), [("r1", 3, b"[]")], {("agent_runs_total", ("feed", "runtools", "a", "failed")): 4.0}, 1000)
     store.close()
     again = StateStore(path)
     assert again.checkpoint("feed") == {"watermark": "2026-05-10T12:00:00+00:00"}
@@ -46,20 +46,48 @@ def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        store.commit("feed", batch(checkpoint={"watermark": "x"}, seen_add={"ev:1": 1.0}), [(1, b"[]")], Boom(x=1), 10)
+        store.commit("feed", batch(checkpoint={"watermark": "x"}, seen_add={"ev:1": 1.0}), [("r1", 1, b"[]")], Boom(x=1), 10)
     assert store.checkpoint("feed") == {} and not store.is_seen("feed", "ev:1") and store.outbox_spans() == 0
 
 
 def test_outbox_bound_drops_oldest(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
-    dropped = store.commit("feed", batch(), [(4, b"old"), (4, b"mid"), (4, b"new")], {}, 10)
-    assert dropped == 4
-    assert [r.payload for r in store.outbox_take(100)] == [b"mid", b"new"]
+    dropped = store.commit("feed", batch(), [("r1", 4, b"old"), ("r2", 4, b"mid"), ("r3", 4, b"new")], {}, 10)
+    assert dropped == Dropped(spans=4, runs=(("feed", "r1"),))
+    assert [(r.payload, r.run) for r in store.outbox_take(100)] == [(b"mid", "r2"), (b"new", "r3")]
+
+
+def test_a_version_1_state_file_is_migrated_and_keeps_its_outbox(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)  # what a schema-1 exporter left behind: an outbox row without a run
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema', '1');"
+        "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,"
+        " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);"
+        "INSERT INTO outbox(source, spans, payload) VALUES('feed', 3, x'01');")
+    db.close()
+    store = StateStore(path)
+    assert [(r.payload, r.run, r.spans) for r in store.outbox_take(100)] == [(b"\x01", None, 3)]
+    store.commit("feed", batch(), [("r9", 2, b"new")], {}, 100)
+    assert [r.run for r in store.outbox_take(100)] == [None, "r9"]
+    store.close()
+    assert StateStore(path).outbox_spans() == 5  # opens again at the current version
+
+
+def test_a_state_file_from_a_newer_exporter_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE meta SET value='99' WHERE key='schema'")
+    db.commit()
+    db.close()
+    with pytest.raises(NewerStateError, match="schema version 99, written by a newer exporter"):
+        StateStore(path)
 
 
 def test_outbox_take_respects_span_budget_but_always_takes_one(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
-    store.commit("feed", batch(), [(600, b"big"), (5, b"small")], {}, 10_000)
+    store.commit("feed", batch(), [("r1", 600, b"big"), ("r2", 5, b"small")], {}, 10_000)
     assert [r.payload for r in store.outbox_take(512)] == [b"big"]
     rows = store.outbox_take(10_000)
     store.outbox_done([rows[0].id], {})
