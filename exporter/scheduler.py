@@ -83,7 +83,7 @@ class Pipeline:
         updates += extra
         bound = self.config.traces.outbox_max_spans
         if outbox and self.drain:
-            self.drain.make_room(sum(n for _, n, _ in outbox), bound, self.stop)
+            bound = self.drain.make_room(sum(n for _, n, _ in outbox), bound, self.stop)
         with self.commit_lock:
             staged = self.book.stage(updates)
             dropped = self.store.commit(source.name, batch, outbox, self.book.persisted_form(staged), bound)

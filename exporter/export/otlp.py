@@ -434,18 +434,25 @@ class OutboxDrain:
     def start(self) -> None:
         self._thread.start()
 
-    def make_room(self, spans: int, bound: int, stop: threading.Event) -> None:
+    def make_room(self, spans: int, bound: int, stop: threading.Event) -> int:
         """Hold the polling thread while the outbox has no room for `spans`
         more and the backend is taking spans: a backfill that reads faster
         than the backend accepts waits for it, instead of pushing its oldest
         traces out of a full outbox. While the backend fails (or no drain
         thread runs) waiting cannot make room: the caller goes on, and the
-        oldest spans are dropped, counted and logged."""
-        while (not stop.is_set() and not self._failing and self._thread.is_alive()
-               and 0 < self._store.outbox_spans() and self._store.outbox_spans() + spans > bound):
+        oldest spans are dropped, counted and logged.
+
+        Returns the bound the commit may fill the outbox to: `bound`, or, for
+        a batch larger than all of it while the backend takes spans, the
+        batch's size (it goes in whole rather than dropping its own runs)."""
+        def delivering() -> bool:
+            return not stop.is_set() and not self._failing and self._thread.is_alive()
+
+        while delivering() and 0 < self._store.outbox_spans() and self._store.outbox_spans() + spans > bound:
             self._wake.set()
             with self._delivered:
                 self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
+        return max(bound, spans) if delivering() else bound
 
     def notify(self) -> None:
         self._wake.set()

@@ -269,7 +269,9 @@ class StateStore:
             db.executemany("INSERT INTO outbox(source, spans, payload, run) VALUES(?,?,?,?)",
                            ((source, n, p, run) for run, n, p in rows))
             self._write_series(db, series)
-            total, dropped = self._trim_outbox(db, total, outbox_bound)
+            # Only a commit that adds spans makes room for them: one that adds
+            # none leaves the outbox as it is, above the bound or not.
+            total, dropped = self._trim_outbox(db, total, outbox_bound) if rows else (total, Dropped())
         self._outbox_total = total
         return dropped
 

@@ -57,6 +57,14 @@ def test_outbox_bound_drops_oldest(tmp_path: Path) -> None:
     assert [(r.payload, r.run) for r in store.outbox_take(100)] == [(b"mid", "r2"), (b"new", "r3")]
 
 
+def test_only_a_commit_that_adds_spans_trims_the_outbox(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.commit("feed", batch(), [("r1", 8, b"big")], {}, 10_000)  # let in above the usual bound
+    assert store.commit("feed", batch(checkpoint={"watermark": "x"}), [], {}, 5) == Dropped()  # adds none
+    assert store.outbox_spans() == 8
+    assert store.commit("feed", batch(), [("r2", 1, b"new")], {}, 5) == Dropped(spans=8, runs=(("feed", "r1"),))
+
+
 def test_a_version_1_state_file_is_migrated_and_keeps_its_outbox(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     db = sqlite3.connect(path)  # what a schema-1 exporter left behind: an outbox row without a run
