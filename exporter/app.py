@@ -55,8 +55,9 @@ class Exporter:
         self.config = config
         self.redactor = redactor
         self.store = StateStore(config.state.path)
-        self.book = MetricsBook(self.store.series(), max_agents=config.metrics.max_agents,
-                                max_tools=config.metrics.max_tools)
+        self.book = MetricsBook(
+            self.store.series(), max_agents=config.metrics.max_agents, max_tools=config.metrics.max_tools
+        )
         self.book.set_live("agent_exporter_build_info", (__version__,), 1.0)
         sender = make_sender(config.traces, config.service_name)
         if sender is None:
@@ -64,8 +65,14 @@ class Exporter:
         self.stop_event = threading.Event()
         commit_lock = threading.Lock()
         self.drain = OutboxDrain(self.store, sender, self.book, commit_lock) if sender else None
-        self.pipeline = Pipeline(config=config, store=self.store, book=self.book, drain=self.drain,
-                                 commit_lock=commit_lock, stop=self.stop_event)
+        self.pipeline = Pipeline(
+            config=config,
+            store=self.store,
+            book=self.book,
+            drain=self.drain,
+            commit_lock=commit_lock,
+            stop=self.stop_event,
+        )
         enabled = [s for s in config.sources if s.enabled]
         self.sources = [build_source(s, stop=self.stop_event) for s in enabled]
         self.intervals = {s.name: s.interval for s in enabled}
@@ -90,8 +97,12 @@ class Exporter:
             self.drain.start()
         self.scheduler = Scheduler(self.jobs, self.intervals)
         self.scheduler.start()
-        log.info("exporter started: %d source(s), metrics on %s:%d", len(self.jobs),
-                 self.config.listen_host, self.server.port if self.server else 0)
+        log.info(
+            "exporter started: %d source(s), metrics on %s:%d",
+            len(self.jobs),
+            self.config.listen_host,
+            self.server.port if self.server else 0,
+        )
 
     def once(self) -> bool:
         """`once`: poll every source with the drain delivering alongside (as

@@ -1,4 +1,4 @@
-"""Command line: run | once | check-config | simulate | demo (SPEC section 3)."""
+"""Command line: run | once | check-config | simulate | demo."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"])
+    common.add_argument(
+        "--log-level", default=os.environ.get("LOG_LEVEL", "info"), choices=["debug", "info", "warning", "error"]
+    )
     common.add_argument("--log-format", default="text", choices=["text", "json"])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,8 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int, default=8080)
     sim.add_argument("--seed", type=int, default=1)
-    sim.add_argument("--faults", default="", help="fault probabilities: 429, 500, html, truncate, slow, dup, oddtime, backwards, junk; "
-                     "e.g. 429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05,oddtime=0.1,backwards=0.05,junk=0.05")
+    sim.add_argument(
+        "--faults",
+        default="",
+        help="fault probabilities: 429, 500, html, truncate, slow, dup, oddtime, backwards, junk; "
+        "e.g. 429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05,oddtime=0.1,backwards=0.05,junk=0.05",
+    )
     sim.add_argument("--history", type=int, default=0, help="finished runs per platform before start")
     demo = command("demo", "Start the simulator and the exporter together (config/demo.yaml).", _demo, config=False)
     demo.add_argument("--config", default=None, help="default: config/demo.yaml")
@@ -192,21 +197,26 @@ def _demo(args: argparse.Namespace) -> int:
     from exporter.simulator import Simulator, SimulatorOptions
 
     config_path = args.config or _find_demo_config()
-    sim = Simulator(SimulatorOptions(seed=1, runs_per_minute=20.0, run_seconds=(3.0, 20.0), history_runs=60,
-                                     history_span_seconds=1800.0))
+    sim = Simulator(
+        SimulatorOptions(
+            seed=1, runs_per_minute=20.0, run_seconds=(3.0, 20.0), history_runs=60, history_span_seconds=1800.0
+        )
+    )
     sim.start(host="127.0.0.1", port=0)
     workdir = Path(".demo")
     workdir.mkdir(exist_ok=True)
     env = dict(os.environ)
-    env.update({
-        "DEMO_DIR": str(workdir),
-        "DEMO_LISTEN": f"127.0.0.1:{args.port}",
-        "SIM_RUNTOOLS_URL": sim.url("runtools"),
-        "SIM_AGENT_ACTIVITIES_URL": sim.url("agent_activities"),
-        "SIM_BCTRL_URL": sim.url("bctrl"),
-        "SIM_RUNTYPE_URL": sim.url("runtype"),
-        "SIM_AGENT_ACTIVITIES_AGENTS": ",".join(sim.agents("agent_activities")),
-    })
+    env.update(
+        {
+            "DEMO_DIR": str(workdir),
+            "DEMO_LISTEN": f"127.0.0.1:{args.port}",
+            "SIM_RUNTOOLS_URL": sim.url("runtools"),
+            "SIM_AGENT_ACTIVITIES_URL": sim.url("agent_activities"),
+            "SIM_BCTRL_URL": sim.url("bctrl"),
+            "SIM_RUNTYPE_URL": sim.url("runtype"),
+            "SIM_AGENT_ACTIVITIES_AGENTS": ",".join(sim.agents("agent_activities")),
+        }
+    )
     built = _build(args, config_path, env)
     if isinstance(built, int):
         sim.stop()

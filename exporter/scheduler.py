@@ -21,7 +21,15 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from exporter.config import Config
-from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update, event_updates, run_updates
+from exporter.convert.metrics import (
+    POLL_OUTCOMES,
+    REJECT_REASONS,
+    SPAN_OUTCOMES,
+    Op,
+    Update,
+    event_updates,
+    run_updates,
+)
 from exporter.convert.traces import run_trace_id
 from exporter.export.otlp import OutboxDrain, run_list
 from exporter.export.registry import MetricsBook
@@ -73,13 +81,20 @@ class Pipeline:
         outbox = self._spans(runs)
         updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
         updates += event_updates(source.name, source.platform, batch.events)
-        updates += [Update(Op.INC, "agent_exporter_records_total", (source.name, k), n) for k, n in batch.records.items()]
+        updates += [
+            Update(Op.INC, "agent_exporter_records_total", (source.name, k), n) for k, n in batch.records.items()
+        ]
         reasons: dict[str, int] = {}
         for rejected in batch.rejected:
             reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
-            log.warning("rejected a record (or a field of one) that does not parse: %s", rejected.detail,
-                        extra={"source": source.name, "record_id": rejected.record_id})
-        updates += [Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()]
+            log.warning(
+                "rejected a record (or a field of one) that does not parse: %s",
+                rejected.detail,
+                extra={"source": source.name, "record_id": rejected.record_id},
+            )
+        updates += [
+            Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()
+        ]
         updates += extra
         bound = self.config.traces.outbox_max_spans
         if outbox and self.drain:
@@ -88,11 +103,18 @@ class Pipeline:
             staged = self.book.stage(updates)
             dropped = self.store.commit(source.name, batch, outbox, self.book.persisted_form(staged), bound)
             if dropped.spans:
-                staged.update(self.book.stage(
-                    [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]))
+                staged.update(
+                    self.book.stage(
+                        [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]
+                    )
+                )
                 self.store.write_series(self.book.persisted_form(staged))
-                log.warning("outbox full (trace backend failing): dropped the %d oldest span(s), the traces of "
-                            "%d run(s): %s", dropped.spans, len(dropped.runs), run_list(dropped.runs))
+                log.warning(
+                    "outbox full (trace backend failing): dropped the %d oldest span(s), the traces of %d run(s): %s",
+                    dropped.spans,
+                    len(dropped.runs),
+                    run_list(dropped.runs),
+                )
             self.book.publish(staged)
         self._refresh_gauges(source.name, source.platform, batch, recount)
         if outbox and self.drain:
@@ -102,16 +124,20 @@ class Pipeline:
         if self.drain is None:
             return []  # traces are off
         traces = self.config.traces
-        return [(run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length))
-                for run in runs]
+        return [
+            (run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length)) for run in runs
+        ]
 
     def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
         now = time.monotonic()
         if recount or now - self._recounted.get(source, float("-inf")) >= RECOUNT_SECONDS:
             self._recounted[source] = now
             counts = self.store.open_run_counts(source)
-            self.book.replace_live("agent_runs_in_progress", (source, platform),
-                                   {(source, platform, agent): float(n) for agent, n in counts.items()})
+            self.book.replace_live(
+                "agent_runs_in_progress",
+                (source, platform),
+                {(source, platform, agent): float(n) for agent, n in counts.items()},
+            )
         if batch.caught_up_to is not None:
             self.caught_up[source] = batch.caught_up_to
         if source in self.caught_up:
@@ -187,7 +213,9 @@ class SourceJob:
 
     def _request_updates(self) -> list[Update]:
         codes, limited = self.source.stats.drain()
-        updates = [Update(Op.INC, "agent_exporter_api_requests_total", (self.source.name, c), n) for c, n in codes.items()]
+        updates = [
+            Update(Op.INC, "agent_exporter_api_requests_total", (self.source.name, c), n) for c, n in codes.items()
+        ]
         if limited:
             updates.append(Update(Op.INC, "agent_exporter_rate_limited_total", (self.source.name,), limited))
         return updates
@@ -201,7 +229,9 @@ class SourceJob:
                 batch.runs.append(self.source.expire(open_run, now))
                 batch.open_deletes.add(open_run.run_id)
                 batch.seen_add[f"run:{open_run.run_id}"] = now.timestamp()
-            log.info("gave up on %d run(s) open longer than max_open_age", len(stale), extra={"source": self.source.name})
+            log.info(
+                "gave up on %d run(s) open longer than max_open_age", len(stale), extra={"source": self.source.name}
+            )
             self.pipeline.commit(self.source, batch)
 
     def _account(self, outcome: str, error: SourceError | None, seconds: float, now: datetime) -> None:
@@ -219,8 +249,9 @@ class SourceJob:
         ]
         if error is None:
             st.last_success_at, st.last_error = now.timestamp(), None
-            updates.append(Update(Op.MAX, "agent_exporter_last_successful_poll_timestamp_seconds", (name,),
-                                  now.timestamp()))
+            updates.append(
+                Update(Op.MAX, "agent_exporter_last_successful_poll_timestamp_seconds", (name,), now.timestamp())
+            )
             if not was_up and st.polls > 1:
                 log.info("source is up again", extra={"source": name})
         else:

@@ -95,8 +95,9 @@ def _write_json_span(writer: SpanWriter, span: dict[str, object]) -> bytes:
         # A dict, as ReadableSpan's attributes are: a repeated key keeps its
         # first place and its last value.
         attributes=_writable(_attributes(span.get("attributes"))),
-        events=[(int(str(e["timeUnixNano"])), str(e["name"]), _writable(_attributes(e.get("attributes"))))
-                for e in events],
+        events=[
+            (int(str(e["timeUnixNano"])), str(e["name"]), _writable(_attributes(e.get("attributes")))) for e in events
+        ],
         status_code=code.value,
         status_message=str(message) if message else "",
         flags=SPAN_FLAGS,
@@ -104,8 +105,10 @@ def _write_json_span(writer: SpanWriter, span: dict[str, object]) -> bytes:
 
 
 def _writable(attributes: dict[str, AttributeValue]) -> list[tuple[str, str | bool | int | float | list[str]]]:
-    return [(k, [str(x) for x in v] if isinstance(v, tuple) else cast(str | bool | int | float, v))
-            for k, v in attributes.items()]
+    return [
+        (k, [str(x) for x in v] if isinstance(v, tuple) else cast(str | bool | int | float, v))
+        for k, v in attributes.items()
+    ]
 
 
 def _is_json(payload: bytes) -> bool:
@@ -116,16 +119,25 @@ def _json_span(pb: PbSpan) -> dict[str, object]:
     """A protobuf span back to our OTLP/JSON form (a row written for an OTLP
     sender, delivered after a switch to `protocol: file`)."""
     out: dict[str, object] = {
-        "traceId": pb.trace_id.hex(), "spanId": pb.span_id.hex(), "name": pb.name, "kind": 1,
-        "startTimeUnixNano": str(pb.start_time_unix_nano), "endTimeUnixNano": str(pb.end_time_unix_nano),
+        "traceId": pb.trace_id.hex(),
+        "spanId": pb.span_id.hex(),
+        "name": pb.name,
+        "kind": 1,
+        "startTimeUnixNano": str(pb.start_time_unix_nano),
+        "endTimeUnixNano": str(pb.end_time_unix_nano),
         "attributes": [{"key": a.key, "value": _json_value(a.value)} for a in pb.attributes],
     }
     if pb.parent_span_id:
         out["parentSpanId"] = pb.parent_span_id.hex()
     if pb.events:
-        out["events"] = [{"timeUnixNano": str(e.time_unix_nano), "name": e.name,
-                          "attributes": [{"key": a.key, "value": _json_value(a.value)} for a in e.attributes]}
-                         for e in pb.events]
+        out["events"] = [
+            {
+                "timeUnixNano": str(e.time_unix_nano),
+                "name": e.name,
+                "attributes": [{"key": a.key, "value": _json_value(a.value)} for a in e.attributes],
+            }
+            for e in pb.events
+        ]
     out["status"] = {"code": pb.status.code, **({"message": pb.status.message} if pb.status.message else {})}
     return out
 
@@ -199,8 +211,9 @@ class _Encoder:
         self._writer = SpanWriter()
 
     def row(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
-        return run_to_protobuf(run, self._writer, capture_content=capture_content,
-                               max_attribute_length=max_attribute_length)
+        return run_to_protobuf(
+            run, self._writer, capture_content=capture_content, max_attribute_length=max_attribute_length
+        )
 
     def _head(self, source: str) -> tuple[bytes, bytes]:
         head = self._heads.get(source)
@@ -214,13 +227,19 @@ class _Encoder:
 
     def request_bytes(self, source: str, payloads: Sequence[bytes]) -> bytes:
         rs_head, scope_head = self._head(source)
-        spans = b"".join(p if not _is_json(p) else encode_protobuf_payload(json.loads(p), self._writer)
-                         for p in payloads)
+        spans = b"".join(
+            p if not _is_json(p) else encode_protobuf_payload(json.loads(p), self._writer) for p in payloads
+        )
         return field(1, rs_head + field(2, scope_head + spans))
 
 
-_PROBE_SPAN: dict[str, object] = {"traceId": "1" * 32, "spanId": "1" * 16, "name": "probe",
-                                  "startTimeUnixNano": "0", "endTimeUnixNano": "0"}
+_PROBE_SPAN: dict[str, object] = {
+    "traceId": "1" * 32,
+    "spanId": "1" * 16,
+    "name": "probe",
+    "startTimeUnixNano": "0",
+    "endTimeUnixNano": "0",
+}
 
 
 class HttpSender:
@@ -265,8 +284,19 @@ class GrpcSender:
     """OTLP/gRPC TraceService.Export with the SDK's encoder; status codes
     classified as the OTLP specification says."""
 
-    RETRY_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED", "OUT_OF_RANGE",
-                             "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED", "PERMISSION_DENIED"})
+    RETRY_CODES = frozenset(
+        {
+            "CANCELLED",
+            "DEADLINE_EXCEEDED",
+            "RESOURCE_EXHAUSTED",
+            "ABORTED",
+            "OUT_OF_RANGE",
+            "UNAVAILABLE",
+            "DATA_LOSS",
+            "UNAUTHENTICATED",
+            "PERMISSION_DENIED",
+        }
+    )
 
     def __init__(self, url: str, headers: dict[str, str], timeout: float, service_name: str) -> None:
         import grpc
@@ -349,8 +379,9 @@ def to_readable_span(span: dict[str, object], resource: Resource) -> ReadableSpa
     """The one place spans become SDK objects (its docstring discourages
     hand-built spans, hence exactly one function, contract-tested)."""
     trace_id = int(str(span["traceId"]), 16)
-    context = SpanContext(trace_id, int(str(span["spanId"]), 16), is_remote=False,
-                          trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    context = SpanContext(
+        trace_id, int(str(span["spanId"]), 16), is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
     parent_hex = span.get("parentSpanId")
     parent = (
         SpanContext(trace_id, int(str(parent_hex), 16), is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
@@ -445,10 +476,11 @@ class OutboxDrain:
         Returns the bound the commit may fill the outbox to: `bound`, or, for
         a batch larger than all of it while the backend takes spans, the
         batch's size (it goes in whole rather than dropping its own runs)."""
+
         def delivering() -> bool:
             return not stop.is_set() and not self._failing and self._thread.is_alive()
 
-        while delivering() and 0 < self._store.outbox_spans() and self._store.outbox_spans() + spans > bound:
+        while delivering() and self._store.outbox_spans() > 0 and self._store.outbox_spans() + spans > bound:
             self._wake.set()
             with self._delivered:
                 self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
@@ -502,8 +534,12 @@ class OutboxDrain:
                     log.info("trace backend accepts spans again")
                 self._failing = False
             elif result.outcome is Outcome.REJECTED:
-                log.error("trace backend rejected %d span(s), dropped: %s; runs: %s", spans, result.detail,
-                          run_list((r.source, r.run) for r in group))
+                log.error(
+                    "trace backend rejected %d span(s), dropped: %s; runs: %s",
+                    spans,
+                    result.detail,
+                    run_list((r.source, r.run) for r in group),
+                )
                 self._finish(group, "rejected")
             else:
                 self._failed(group, result)

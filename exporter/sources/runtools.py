@@ -1,26 +1,28 @@
 """runtools: the organisation-wide activity feed, GET /v1/activity.
 
-Reading strategy (API_NOTES "runtools"): the order of events in a page is
-undocumented, so the feed is read in time windows [since, until) that do not
-move under the reader. Every page of a window is read, events are
-de-duplicated by id, and the watermark moves to `until` only once the whole
-window is read. Each window starts `lookback` before the watermark so events
+Reading strategy: the platform does not document the order of events in a
+page, so the feed is read in time windows [since, until) that do not move
+under the reader. Every page of a window is read, events are de-duplicated
+by id, and the watermark moves to `until` only once the whole window is
+read. Each window starts `lookback` before the watermark so events
 published late are still seen. Runs are assembled from events sharing
 `agentRunId`; a run is complete once its terminal event has arrived and the
 window holding it has been read to its end (its tool-call events may sit on
 any page of that window).
 
-Backfills (tuned in benchmarks/): a window whose `until` is at least
-`lookback` in the past when it is read is *settled*: every event before
-`until` is published, so the next window overlaps it by EDGE only (one
-second, for boundary inclusivity, instead of `lookback`), and of the batch
-that completes it only the dedup keys within EDGE of `until` are stored
-(nothing reads the other events again). Pages are committed
-PAGES_PER_COMMIT at a time, and backfill windows shrink (within
-`max_window`) to about one such batch, so most runs start, finish and are
-exported within one batch, straight from memory, never written to the
-open-run table. Live polling (windows ending now) keeps the overlap and
-stores every key.
+Backfills: a window whose `until` is at least `lookback` in the past when it
+is read is *settled*: every event before `until` is published, so the next
+window overlaps it by EDGE only (one second, for boundary inclusivity,
+instead of `lookback`), and of the batch that completes it only the dedup
+keys within EDGE of `until` are stored (nothing reads the other events
+again). Pages are committed PAGES_PER_COMMIT at a time. Backfill windows
+start at FIRST_SPAN, double while they take few pages and shrink (within
+`max_window`) to about one committed batch, so most runs start, finish and
+are exported within one batch, straight from memory. A run that crosses a
+batch boundary is kept in the open-run table: its summary row, plus its
+events appended batch by batch (never rewritten), read back once to build
+it. Live polling (windows ending now) keeps the overlap and stores every
+key.
 
 Checkpoint: {"watermark": iso, "settled": bool, "window": {"since",
 "until", "cursor", "complete"}}; "window" is present only while a window is
@@ -75,7 +77,7 @@ FIRST_SPAN = timedelta(seconds=60)
 # read once, neither twice nor never.
 EDGE = timedelta(seconds=1)
 
-# Reference reading of API_NOTES (Decisions, runtools): in one place.
+# How events make runs, where the vendor's page is silent (docs/platforms.md): in one place.
 RUN_STARTED = "agent.run.started"
 RUN_OUTCOMES = {
     "completed": RunStatus.SUCCEEDED,
@@ -86,20 +88,42 @@ RUN_OUTCOMES = {
 TOOL_PREFIX = "tool.call."
 TOOL_OUTCOMES = {"completed": ToolStatus.SUCCEEDED, "failed": ToolStatus.FAILED, "started": ToolStatus.RUNNING}
 EVENT_STATUSES = frozenset(
-    {"started", "completed", "failed", "cancelled", "timed_out", "added", "created", "updated", "deleted",
-     "removed", "running", "succeeded", "stopped", "pending"}
+    {
+        "started",
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "added",
+        "created",
+        "updated",
+        "deleted",
+        "removed",
+        "running",
+        "succeeded",
+        "stopped",
+        "pending",
+    }
 )
 RESOURCE_TYPES = frozenset(
-    {"sandbox", "agent", "workspace", "thread", "tool", "installable_agent_install", "runmesh_device",
-     "code_execution"}
+    {"sandbox", "agent", "workspace", "thread", "tool", "installable_agent_install", "runmesh_device", "code_execution"}
 )
 
 # Compact event as kept in an open run's working state (JSON list).
 E_ID, E_TYPE, E_AT, E_SEV, E_STATUS, E_RTYPE, E_RID, E_TOOL, E_TITLE, E_SUMMARY, E_THREAD, E_RUN = range(12)
 
 
-OPTIONAL_FIELDS = ("severity", "status", "resourceType", "resourceId", "toolSlug", "title", "summary", "threadId",
-                   "agentRunId")  # in E_SEV .. E_RUN order
+OPTIONAL_FIELDS = (
+    "severity",
+    "status",
+    "resourceType",
+    "resourceId",
+    "toolSlug",
+    "title",
+    "summary",
+    "threadId",
+    "agentRunId",
+)  # in E_SEV .. E_RUN order
 
 
 def parse_event(source: str, item: object) -> tuple[list[object], datetime]:
@@ -245,8 +269,10 @@ class RuntoolsSource(PlatformSource):
         """A page's new events: counted, and added to their runs' working
         state. The page's dedup keys and open runs are looked up in one query
         each (a query per event was the largest single cost of a backfill)."""
-        parsed = [(f"ev:{ev[E_ID]}", ev, at) for ev, at in
-                  parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event")]
+        parsed = [
+            (f"ev:{ev[E_ID]}", ev, at)
+            for ev, at in parse_each(self.name, items, lambda item: parse_event(self.name, item), batch, "event")
+        ]
         seen = ctx.state.seen_among([key for key, _, _ in parsed])
         by_run: dict[str, list[list[object]]] = {}
         for key, ev, at in parsed:
@@ -265,8 +291,9 @@ class RuntoolsSource(PlatformSource):
             if run_id not in done:
                 self._add_to_run(ctx, batch, run_id, stored.get(run_id), events)
 
-    def _add_to_run(self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None,
-                    new: list[list[object]]) -> None:
+    def _add_to_run(
+        self, ctx: PollContext, batch: Batch, run_id: str, stored: OpenRun | None, new: list[list[object]]
+    ) -> None:
         """The run's new events join what this batch already holds of it; what
         earlier commits stored stays stored (the commit appends, never
         rewrites), and is read back only to build the finished run."""
@@ -399,4 +426,3 @@ def _tool_call(call_id: str, t: dict[str, object]) -> ToolCall:
 
 def _time_or(value: object, default: datetime) -> datetime:
     return parse_time(value) if isinstance(value, str) else default
-

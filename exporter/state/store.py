@@ -169,8 +169,7 @@ class StateStore:
     def finished_open_runs(self, source: str, limit: int) -> list[OpenRun]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT run_id, agent, opened_at, finished, data FROM open_runs"
-                " WHERE source=? AND finished=1 LIMIT ?",
+                "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND finished=1 LIMIT ?",
                 (source, limit),
             ).fetchall()
         return self._with_items(source, [_open_run(r) for r in rows])
@@ -190,27 +189,33 @@ class StateStore:
             rows = self._db.execute(
                 "SELECT agent, count(*) FROM open_runs WHERE source=? AND finished=0 GROUP BY agent", (source,)
             ).fetchall()
-        return {agent: n for agent, n in rows}
+        return dict(rows)
 
     def is_seen(self, source: str, key: str) -> bool:
         with self._lock:
-            return (
-                self._db.execute("SELECT 1 FROM seen WHERE source=? AND key=?", (source, key)).fetchone()
-                is not None
-            )
+            return self._db.execute("SELECT 1 FROM seen WHERE source=? AND key=?", (source, key)).fetchone() is not None
 
     def seen_among(self, source: str, keys: Iterable[str]) -> set[str]:
         """Which of these dedup keys are stored: one query per LOOKUP_CHUNK
         keys (a page's worth), not one per key."""
-        return {row[0] for chunk in _chunks(keys) for row in self._select_in(
-            "SELECT key FROM seen WHERE source=? AND key IN ({})", source, chunk)}
+        return {
+            row[0]
+            for chunk in _chunks(keys)
+            for row in self._select_in("SELECT key FROM seen WHERE source=? AND key IN ({})", source, chunk)
+        }
 
     def open_runs_among(self, source: str, run_ids: Iterable[str]) -> dict[str, OpenRun]:
         """The open runs with these ids, without their items (a page's lookup:
         whether a run is open, its agent and state; not enough to build it)."""
-        return {row[0]: _open_run(row) for chunk in _chunks(run_ids) for row in self._select_in(
-            "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id IN ({})",
-            source, chunk)}
+        return {
+            row[0]: _open_run(row)
+            for chunk in _chunks(run_ids)
+            for row in self._select_in(
+                "SELECT run_id, agent, opened_at, finished, data FROM open_runs WHERE source=? AND run_id IN ({})",
+                source,
+                chunk,
+            )
+        }
 
     def open_items_among(self, source: str, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
         """The stored items of these open runs, by id (runs without any absent)."""
@@ -266,8 +271,10 @@ class StateStore:
             rows = list(outbox)
             total = self._outbox_sum(db) + sum(n for _, n, _ in rows)
             self._outbox_total = None  # until this transaction has committed
-            db.executemany("INSERT INTO outbox(source, spans, payload, run) VALUES(?,?,?,?)",
-                           ((source, n, p, run) for run, n, p in rows))
+            db.executemany(
+                "INSERT INTO outbox(source, spans, payload, run) VALUES(?,?,?,?)",
+                ((source, n, p, run) for run, n, p in rows),
+            )
             self._write_series(db, series)
             # Only a commit that adds spans makes room for them: one that adds
             # none leaves the outbox as it is, above the bound or not.
@@ -318,8 +325,12 @@ class StateStore:
                 for i in range(0, len(ids), LOOKUP_CHUNK):
                     chunk = ids[i : i + LOOKUP_CHUNK]
                     marks = ",".join("?" * len(chunk))
-                    total -= int(db.execute(f"SELECT coalesce(sum(spans), 0) FROM outbox WHERE id IN ({marks})",
-                                            chunk).fetchone()[0])
+                    total -= int(
+                        db.execute(
+                            f"SELECT coalesce(sum(spans), 0) FROM outbox WHERE id IN ({marks})",  # noqa: S608 (placeholders)
+                            chunk,
+                        ).fetchone()[0]
+                    )
                 db.executemany("DELETE FROM outbox WHERE id=?", ((i,) for i in ids))
                 self._write_series(db, series)
             self._outbox_total = total

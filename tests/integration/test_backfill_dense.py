@@ -55,8 +55,9 @@ def dense() -> Iterator[Simulator]:
     sim.stop()
 
 
-def config(tmp_path: Path, sim: Simulator, endpoint: str, platforms: tuple[str, ...] = PLATFORMS,
-           port: int = 0) -> Path:
+def config(
+    tmp_path: Path, sim: Simulator, endpoint: str, platforms: tuple[str, ...] = PLATFORMS, port: int = 0
+) -> Path:
     common = {"interval": "1s", "start_from": "1h"}
     entries: dict[str, dict[str, object]] = {
         "runtools": {"api_key": "sim-runtools-key"},
@@ -64,9 +65,7 @@ def config(tmp_path: Path, sim: Simulator, endpoint: str, platforms: tuple[str, 
         "bctrl": {"token": "sim-bctrl-token"},
         "runtype": {"token": "sim-runtype-token", "tool_calls": True},
     }
-    sources = [
-        {"name": SOURCE[p], "type": p, "base_url": sim.url(p), **entries[p], **common} for p in platforms
-    ]
+    sources = [{"name": SOURCE[p], "type": p, "base_url": sim.url(p), **entries[p], **common} for p in platforms]
     traces = {"endpoint": endpoint, "protocol": "http/protobuf", "outbox_max_spans": OUTBOX_MAX_SPANS}
     return write_config(tmp_path / "config.yaml", sources, port=port or free_port(), traces=traces)
 
@@ -81,15 +80,19 @@ def exported(receiver: OtlpReceiver, source: str) -> Counter[str]:
     return Counter(
         str(s.attributes["agent_activity.run_id"])
         for s in receiver.snapshot()
-        if s.resource.get("agent_activity.source") == source and s.attributes.get("gen_ai.operation.name") == "invoke_agent"
+        if s.resource.get("agent_activity.source") == source
+        and s.attributes.get("gen_ai.operation.name") == "invoke_agent"
     )
 
 
 def runs_by_agent_status(series: dict[tuple[str, tuple[str, ...]], float], source: str) -> Counter[tuple[str, str]]:
     """agent_runs_total{source} as {(agent, status): n}; labels are (source, platform, agent, status)."""
     return Counter(
-        {(labels[2], labels[3]): int(v) for (name, labels), v in series.items()
-         if name == "agent_runs_total" and labels[0] == source and v}
+        {
+            (labels[2], labels[3]): int(v)
+            for (name, labels), v in series.items()
+            if name == "agent_runs_total" and labels[0] == source and v
+        }
     )
 
 
@@ -114,8 +117,9 @@ def test_once_exports_every_finished_run_of_a_dense_history_exactly_once(tmp_pat
     endpoint = receiver.start()
     try:
         cfg = config(tmp_path, dense, endpoint)
-        done = subprocess.run([sys.executable, "-m", "exporter", "once", "-c", str(cfg)], capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "once", "-c", str(cfg)], capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "dropped" not in done.stderr
         series = persisted_counters(tmp_path / "state.db")
@@ -136,15 +140,22 @@ def test_run_exports_every_finished_run_of_a_dense_history_exactly_once(tmp_path
     exporter = ExporterProcess(config(tmp_path, dense, endpoint, port=port), port, tmp_path / "exporter.log").start()
     try:
         total = sum(len(truth_runs(dense, p)) for p in PLATFORMS)
-        wait_for(lambda: sum(len(exported(receiver, SOURCE[p])) for p in PLATFORMS) >= total, timeout=240,
-                 what="every finished run exported")
+        wait_for(
+            lambda: sum(len(exported(receiver, SOURCE[p])) for p in PLATFORMS) >= total,
+            timeout=240,
+            what="every finished run exported",
+        )
         metrics = exporter.metrics()  # counters commit with their spans, before those are sent
         for platform in PLATFORMS:
             assert_every_run_once(dense, receiver, platform)
             truth = Counter((str(r["agent"]), str(r["status"])) for r in truth_runs(dense, platform))
-            got = Counter({(dict(labels)["agent"], dict(labels)["status"]): int(v)
-                           for (name, labels), v in metrics.items()
-                           if name == "agent_runs_total" and dict(labels)["source"] == SOURCE[platform] and v})
+            got = Counter(
+                {
+                    (dict(labels)["agent"], dict(labels)["status"]): int(v)
+                    for (name, labels), v in metrics.items()
+                    if name == "agent_runs_total" and dict(labels)["source"] == SOURCE[platform] and v
+                }
+            )
             assert got == truth, platform
         assert metrics.get(("agent_exporter_spans_exported_total", (("outcome", "dropped"),)), 0.0) == 0.0
     finally:
@@ -160,11 +171,16 @@ def test_a_failing_backend_drops_the_oldest_and_names_every_dropped_run(tmp_path
     receiver.fail_with = 503
     try:
         cfg = config(tmp_path, dense, endpoint, platforms=("runtools",))
-        done = subprocess.run([sys.executable, "-m", "exporter", "once", "-c", str(cfg)], capture_output=True,
-                              text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", "once", "-c", str(cfg)], capture_output=True, text=True, timeout=300
+        )
         assert done.returncode == 1  # spans left undelivered: cron must see it
-        dropped = {m for line in done.stderr.splitlines() if "outbox full" in line
-                   for m in re.findall(r"rt/(\S+?)(?:,|$)", line)}
+        dropped = {
+            m
+            for line in done.stderr.splitlines()
+            if "outbox full" in line
+            for m in re.findall(r"rt/(\S+?)(?:,|$)", line)
+        }
         store = StateStore(tmp_path / "state.db")
         waiting = {row.run for row in store.outbox_take(10**9)}
         truth = {str(r["run_id"]) for r in truth_runs(dense, "runtools")}

@@ -12,6 +12,7 @@ import pytest
 
 from exporter.convert.traces import trace_id_for
 from exporter.simulator import Simulator, SimulatorOptions
+from tests.conftest import truth_of
 from tests.integration.helpers import free_port, write_config
 from tests.otlp_receiver import OtlpReceiver
 
@@ -27,11 +28,15 @@ def history() -> Iterator[Simulator]:
 
 
 def once(tmp_path: Path, sim: Simulator, traces: dict[str, object], key: str = "sim-runtools-key") -> int:
-    config = write_config(tmp_path / "config.yaml", [{"name": "feed", "type": "runtools", "base_url": sim.url("runtools"),
-                                                      "api_key": key, "start_from": "1h"}],
-                          port=free_port(), traces=traces)
-    return subprocess.run([sys.executable, "-m", "exporter", "once", "-c", str(config)], timeout=120,
-                          capture_output=True).returncode
+    config = write_config(
+        tmp_path / "config.yaml",
+        [{"name": "feed", "type": "runtools", "base_url": sim.url("runtools"), "api_key": key, "start_from": "1h"}],
+        port=free_port(),
+        traces=traces,
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", "once", "-c", str(config)], timeout=120, capture_output=True
+    ).returncode
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
@@ -40,7 +45,7 @@ def test_once_delivers_one_trace_per_finished_run(tmp_path: Path, history: Simul
     endpoint = receiver.start_grpc() if protocol == "grpc" else receiver.start()
     try:
         assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}) == 0
-        truth = history.truth()["platforms"]["runtools"]["runs"]  # type: ignore[index]
+        truth = truth_of(history)["platforms"]["runtools"]["runs"]
         expected = {trace_id_for("runtools", history.url("runtools"), r["run_id"]) for r in truth}
         root_traces = [s.trace_id for s in receiver.snapshot() if not s.parent_span_id]
         assert sorted(root_traces) == sorted(expected)  # exactly one root per run, none missing

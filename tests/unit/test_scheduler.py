@@ -23,15 +23,26 @@ NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 
 def config(tmp_path: Path) -> Config:
     path = tmp_path / "c.yaml"
-    path.write_text(f"state: {{path: {tmp_path / 's.db'}}}\nruns: {{max_open_age: 1h}}\n"
-                    "sources: [{name: feed, type: runtools, base_url: 'http://x.test', api_key: k-1234, interval: 10s}]\n")
+    path.write_text(
+        f"state: {{path: {tmp_path / 's.db'}}}\nruns: {{max_open_age: 1h}}\n"
+        "sources: [{name: feed, type: runtools, base_url: 'http://x.test', api_key: k-1234, interval: 10s}]\n"
+    )
     return load_config(path, env={})
 
 
 def run(run_id: str, status: RunStatus = RunStatus.SUCCEEDED) -> Run:
-    return Run(source="feed", platform="runtools", base_url="http://x.test", run_id=run_id, agent_id="a",
-               agent_name="a", status=status, raw_status=status.value, started_at=NOW,
-               ended_at=NOW + timedelta(seconds=3))
+    return Run(
+        source="feed",
+        platform="runtools",
+        base_url="http://x.test",
+        run_id=run_id,
+        agent_id="a",
+        agent_name="a",
+        status=status,
+        raw_status=status.value,
+        started_at=NOW,
+        ended_at=NOW + timedelta(seconds=3),
+    )
 
 
 class Scripted:
@@ -39,7 +50,7 @@ class Scripted:
 
     name, platform, base_url = "feed", "runtools", "http://x.test"
 
-    def __init__(self, *polls: list[Batch] | Exception) -> None:
+    def __init__(self, *polls: list[Batch | Exception] | Exception) -> None:
         self.polls = list(polls)
         self.stats = RequestStats()
         self.contexts: list[PollContext] = []
@@ -69,8 +80,8 @@ def make(tmp_path: Path, source: Scripted) -> tuple[SourceJob, Pipeline]:
     store = StateStore(cfg.state.path)
     book = MetricsBook(store.series(), max_agents=10, max_tools=10)
     pipeline = Pipeline(config=cfg, store=store, book=book, drain=None, clock=lambda: NOW)
-    precreate_series(pipeline, [source])  # type: ignore[list-item]
-    return SourceJob(source, pipeline, interval=10.0), pipeline  # type: ignore[arg-type]
+    precreate_series(pipeline, [source])
+    return SourceJob(source, pipeline, interval=10.0), pipeline
 
 
 def value(p: Pipeline, name: str, *labels: str) -> object:
@@ -79,8 +90,19 @@ def value(p: Pipeline, name: str, *labels: str) -> object:
 
 def test_batches_are_committed_and_published(tmp_path: Path) -> None:
     event = ActivityEvent(id="e", name="x", time=NOW, category="agent", severity=Severity.INFO, status="started")
-    job, p = make(tmp_path, Scripted([Batch(runs=[run("r1"), run("r2", RunStatus.FAILED)], events=[event],
-                                            checkpoint={"watermark": "w1"}, caught_up_to=NOW - timedelta(seconds=4))]))
+    job, p = make(
+        tmp_path,
+        Scripted(
+            [
+                Batch(
+                    runs=[run("r1"), run("r2", RunStatus.FAILED)],
+                    events=[event],
+                    checkpoint={"watermark": "w1"},
+                    caught_up_to=NOW - timedelta(seconds=4),
+                )
+            ]
+        ),
+    )
     assert job.poll() is True
     assert value(p, "agent_runs_total", "feed", "runtools", "a", "failed") == 1.0
     assert value(p, "agent_activity_events_total", "feed", "runtools", "agent", "info", "started") == 1.0
@@ -91,8 +113,10 @@ def test_batches_are_committed_and_published(tmp_path: Path) -> None:
 
 
 def test_a_failure_mid_poll_keeps_what_was_committed(tmp_path: Path) -> None:
-    job, p = make(tmp_path, Scripted([Batch(runs=[run("r1")], checkpoint={"watermark": "w1"}),
-                                      RetryableError("feed", "HTTP 503")]))
+    job, p = make(
+        tmp_path,
+        Scripted([Batch(runs=[run("r1")], checkpoint={"watermark": "w1"}), RetryableError("feed", "HTTP 503")]),
+    )
     assert job.poll() is False
     assert p.store.checkpoint("feed") == {"watermark": "w1"}
     assert value(p, "agent_runs_total", "feed", "runtools", "a", "succeeded") == 1.0

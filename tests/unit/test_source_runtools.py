@@ -74,9 +74,11 @@ class Harness:
     """A source over a real SQLite store on disk; each poll commits batches
     as the scheduler does."""
 
-    def __init__(self, tmp_path: Path, handler: Handler, **options: object) -> None:
+    def __init__(self, tmp_path: Path, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
         self.store = StateStore(tmp_path / "state.db")
-        self.source = RuntoolsSource(source_config(**options), transport=httpx.MockTransport(handler))
+        self.source = RuntoolsSource(
+            source_config(start_from=start_from, option_map=options), transport=httpx.MockTransport(handler)
+        )
         self.runs: list[Run] = []
         self.events = 0
         self.rejected: list[str] = []
@@ -137,7 +139,7 @@ def test_run_assembled_from_unordered_pages_with_tool_calls(tmp_path: Path) -> N
     calls = {c.id: c for c in run.tool_calls}
     assert (calls["tc1"].name, calls["tc1"].status) == ("web_search", ToolStatus.SUCCEEDED)
     assert (calls["tc2"].name, calls["tc2"].status) == ("send_email", ToolStatus.FAILED)
-    assert calls["tc1"].ended_at - calls["tc1"].started_at == timedelta(seconds=2)
+    assert calls["tc1"].ended_at is not None and calls["tc1"].ended_at - calls["tc1"].started_at == timedelta(seconds=2)
     assert [e.name for e in run.events] == ["agent.run.started", "agent.message.added", "agent.run.failed"]
     assert h.events == 8  # every event counted once, the sandbox one included
 

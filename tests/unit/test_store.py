@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.model import Batch, OpenRun
-from exporter.state.store import Dropped, NewerStateError, StateError, StateStore
+from exporter.state.store import Dropped, NewerStateError, SeriesKey, StateError, StateStore
 
 
 def batch(**kw: object) -> Batch:
@@ -21,12 +22,20 @@ def batch(**kw: object) -> Batch:
 def test_batch_round_trips_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     store = StateStore(path)
-    store.commit("feed", batch(
-        checkpoint={"watermark": "2026-05-10T12:00:00+00:00"},
-        open_upserts={"r1": OpenRun(run_id="r1", agent="a", opened_at=1.0, data={"events": [1]}),
-                      "r2": OpenRun(run_id="r2", agent="a", opened_at=2.0, data={}, finished=True)},
-        seen_add={"ev:1": 10.0},
-    ), [("r1", 3, b"[]")], {("agent_runs_total", ("feed", "runtools", "a", "failed")): 4.0}, 1000)
+    store.commit(
+        "feed",
+        batch(
+            checkpoint={"watermark": "2026-05-10T12:00:00+00:00"},
+            open_upserts={
+                "r1": OpenRun(run_id="r1", agent="a", opened_at=1.0, data={"events": [1]}),
+                "r2": OpenRun(run_id="r2", agent="a", opened_at=2.0, data={}, finished=True),
+            },
+            seen_add={"ev:1": 10.0},
+        ),
+        [("r1", 3, b"[]")],
+        {("agent_runs_total", ("feed", "runtools", "a", "failed")): 4.0},
+        1000,
+    )
     store.close()
     again = StateStore(path)
     assert again.checkpoint("feed") == {"watermark": "2026-05-10T12:00:00+00:00"}
@@ -41,12 +50,14 @@ def test_batch_round_trips_across_reopen(tmp_path: Path) -> None:
 def test_a_failing_batch_writes_nothing(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state.db")
 
-    class Boom(dict):  # a series mapping that fails halfway through the transaction
-        def items(self):  # type: ignore[override]
+    class Boom(dict[SeriesKey, object]):  # a series mapping that fails halfway through the transaction
+        def items(self) -> Any:
             raise RuntimeError("disk on fire")
 
     with pytest.raises(RuntimeError):
-        store.commit("feed", batch(checkpoint={"watermark": "x"}, seen_add={"ev:1": 1.0}), [("r1", 1, b"[]")], Boom(x=1), 10)
+        store.commit(
+            "feed", batch(checkpoint={"watermark": "x"}, seen_add={"ev:1": 1.0}), [("r1", 1, b"[]")], Boom(x=1), 10
+        )
     assert store.checkpoint("feed") == {} and not store.is_seen("feed", "ev:1") and store.outbox_spans() == 0
 
 
@@ -72,7 +83,8 @@ def test_a_version_1_state_file_is_migrated_and_keeps_its_outbox(tmp_path: Path)
         "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema', '1');"
         "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,"
         " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0);"
-        "INSERT INTO outbox(source, spans, payload) VALUES('feed', 3, x'01');")
+        "INSERT INTO outbox(source, spans, payload) VALUES('feed', 3, x'01');"
+    )
     db.close()
     store = StateStore(path)
     assert [(r.payload, r.run, r.spans) for r in store.outbox_take(100)] == [(b"\x01", None, 3)]
@@ -132,15 +144,18 @@ def test_wal_mode(tmp_path: Path) -> None:
 
 def _dump(store: StateStore) -> dict[str, object]:
     db = sqlite3.connect(store.path)
-    tables = {t: sorted(db.execute(f"SELECT * FROM {t}").fetchall())  # noqa: S608 (fixed names)
-              for t in ("checkpoints", "open_runs", "seen")}
+    tables: dict[str, object] = {
+        t: sorted(db.execute(f"SELECT * FROM {t}").fetchall())  # noqa: S608 (fixed names)
+        for t in ("checkpoints", "open_runs", "seen")
+    }
     db.close()
     return tables
 
 
 def _run(run_id: str, **kw: object) -> OpenRun:
-    return OpenRun(run_id=run_id, agent="a", opened_at=1.0, data={"v": kw.get("v", 0)},
-                   finished=bool(kw.get("finished", False)))
+    return OpenRun(
+        run_id=run_id, agent="a", opened_at=1.0, data={"v": kw.get("v", 0)}, finished=bool(kw.get("finished", False))
+    )
 
 
 def test_absorbed_batches_commit_like_the_same_batches_in_order(tmp_path: Path) -> None:
