@@ -469,22 +469,26 @@ class OutboxDrain:
         """Hold the polling thread while the outbox has no room for `spans`
         more and the backend is taking spans: a backfill that reads faster
         than the backend accepts waits for it, instead of pushing its oldest
-        traces out of a full outbox. While the backend fails (or no drain
-        thread runs) waiting cannot make room: the caller goes on, and the
-        oldest spans are dropped, counted and logged.
+        traces out of a full outbox.
 
-        Returns the bound the commit may fill the outbox to: `bound`, or, for
-        a batch larger than all of it while the backend takes spans, the
-        batch's size (it goes in whole rather than dropping its own runs)."""
-
-        def delivering() -> bool:
-            return not stop.is_set() and not self._failing and self._thread.is_alive()
-
-        while delivering() and self._store.outbox_spans() > 0 and self._store.outbox_spans() + spans > bound:
+        Returns the bound the commit may fill the outbox to. While the
+        backend fails (or no drain thread runs) waiting cannot make room:
+        `bound`, and the oldest spans are dropped, counted and logged.
+        Otherwise the batch goes in whole: one larger than the whole bound,
+        or one committed while stopping (the next start delivers it)."""
+        while (
+            not stop.is_set()
+            and not self._failing
+            and self._thread.is_alive()
+            and self._store.outbox_spans() > 0
+            and self._store.outbox_spans() + spans > bound
+        ):
             self._wake.set()
             with self._delivered:
                 self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
-        return max(bound, spans) if delivering() else bound
+        if self._failing or not self._thread.is_alive():
+            return bound
+        return max(bound, self._store.outbox_spans() + spans)
 
     def notify(self) -> None:
         self._wake.set()
