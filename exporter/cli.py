@@ -61,6 +61,19 @@ def _parser() -> argparse.ArgumentParser:
         "e.g. 429=0.1,500=0.05,html=0.01,truncate=0.01,slow=0.05,dup=0.05,oddtime=0.1,backwards=0.05,junk=0.05",
     )
     sim.add_argument("--history", type=int, default=0, help="finished runs per platform before start")
+    sim.add_argument(
+        "--latency",
+        default="",
+        help="delay before every platform request is answered: fixed (50ms, 0.2s) or a range drawn "
+        "uniformly from a seeded RNG (50ms-300ms); default none",
+    )
+    sim.add_argument(
+        "--rate-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="answer 429 with Retry-After beyond N requests per second per platform and key; default 0 (no limit)",
+    )
     demo = command("demo", "Start the simulator and the exporter together (config/demo.yaml).", _demo, config=False)
     demo.add_argument("--config", default=None, help="default: config/demo.yaml")
     demo.add_argument("--port", type=int, default=9464, help="port for /metrics and /status (0: any free port)")
@@ -174,7 +187,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from exporter.simulator import Simulator, SimulatorOptions, parse_faults
+    from exporter.simulator import Simulator, SimulatorOptions, parse_faults, parse_latency
 
     _setup(args)
     try:
@@ -182,7 +195,23 @@ def _simulate(args: argparse.Namespace) -> int:
     except ValueError as err:
         print(f"--faults: {err}", file=sys.stderr)  # noqa: T201
         return EXIT_CONFIG
-    sim = Simulator(SimulatorOptions(seed=args.seed, faults=faults, history_runs=args.history))
+    try:
+        latency = parse_latency(args.latency)
+    except ValueError as err:
+        print(f"--latency: {err}", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    if args.rate_limit < 0:
+        print("--rate-limit: must not be negative (0: no limit)", file=sys.stderr)  # noqa: T201
+        return EXIT_CONFIG
+    sim = Simulator(
+        SimulatorOptions(
+            seed=args.seed,
+            faults=faults,
+            history_runs=args.history,
+            latency_seconds=latency,
+            rate_limit=args.rate_limit,
+        )
+    )
     base = sim.start(host=args.host, port=args.port)
     log.info("simulator serving on %s (runtools %s, truth %s/_truth)", base, sim.url("runtools"), base)
     stop = threading.Event()

@@ -7,10 +7,13 @@ truth endpoints that are part of no platform.
     POST /_control/pause               no new runs start (started ones finish)
     POST /_control/resume
     POST /_control/faults              body {"spec": "500=0.2"} replaces the fault spec
+    POST /_control/limits              body {"latency": "50ms-300ms", "rate_limit": 10} sets
+                                       either or both (limits.py; "0" and 0 turn them off)
     GET  /_truth[?platform=P]          what was generated and has finished (truth.py)
 
-One lock guards the world, the fault RNG and the counters; only the "slow"
-fault's delay and the writing of bodies happen outside it.
+One lock guards the world, the fault and latency RNGs, the rate limiter and
+the counters; only the delays (latency and the "slow" fault) and the writing
+of bodies happen outside it, so delayed requests overlap as on a real API.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -27,7 +30,8 @@ from urllib.parse import parse_qs, urlsplit
 from exporter.simulator.agent_activities import AgentActivitiesApi
 from exporter.simulator.bctrl import BctrlApi
 from exporter.simulator.clock import SimClock
-from exporter.simulator.faults import FaultInjector, FaultSpec, parse_faults
+from exporter.simulator.faults import FaultInjector, FaultPlan, FaultSpec, parse_faults, too_many_requests
+from exporter.simulator.limits import Latency, RateLimiter, describe_latency, parse_latency
 from exporter.simulator.options import PLATFORMS, PREFIXES, SimulatorOptions
 from exporter.simulator.runtools import RuntoolsApi, feed_times
 from exporter.simulator.runtype import RuntypeApi
@@ -50,12 +54,25 @@ class PlatformApi(Protocol):
 
 
 class Simulator:
-    def __init__(self, options: SimulatorOptions | None = None) -> None:
+    def __init__(
+        self,
+        options: SimulatorOptions | None = None,
+        *,
+        monotonic_ns: Callable[[], int] = time.monotonic_ns,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`monotonic_ns` drives the clock (world time and the rate limit's
+        windows) and `sleep` the delays; tests pass fakes."""
         self.options = options or SimulatorOptions()
+        self._monotonic_ns = monotonic_ns
+        self._sleep = sleep
         self._lock = threading.Lock()
         self._faults = FaultInjector(self.options.faults, self.options.seed)
+        self._latency = Latency(self.options.latency_seconds, self.options.seed)
+        self._limiter = RateLimiter(self.options.rate_limit)
         self._revoked: set[str] = set()
         self._requests = dict.fromkeys(PLATFORMS, 0)
+        self._rate_limited = dict.fromkeys(PLATFORMS, 0)
         self._start_paused = False
         self._clock: SimClock | None = None
         self._stores: dict[str, Store] = {}
@@ -72,7 +89,7 @@ class Simulator:
             if self._clock is not None:
                 raise RuntimeError("simulator already started")
             epoch = self.options.epoch or datetime.now(timezone.utc)
-            clock = SimClock(epoch_ms=from_datetime(epoch))
+            clock = SimClock(epoch_ms=from_datetime(epoch), monotonic_ns=self._monotonic_ns)
             if self._start_paused:
                 clock.pause()
             self._clock = clock
@@ -162,6 +179,26 @@ class Simulator:
         with self._lock:
             self._faults.spec = parsed
 
+    def set_limits(self, latency: tuple[float, float] | str | None = None, rate_limit: int | None = None) -> None:
+        """Change the latency (seconds, or a spec such as "50ms-300ms") and/or
+        the rate limit (requests per second per platform and key; 0: none).
+        None leaves that one as it is."""
+        seconds = parse_latency(latency) if isinstance(latency, str) else latency
+        if seconds is not None and not 0 <= seconds[0] <= seconds[1]:
+            raise ValueError(f"latency must satisfy 0 <= min <= max, got {seconds}")
+        if rate_limit is not None and rate_limit < 0:
+            raise ValueError("rate_limit must not be negative")
+        with self._lock:
+            if seconds is not None:
+                self._latency.seconds = seconds
+            if rate_limit is not None:
+                self._limiter.per_second = rate_limit
+
+    def limits(self) -> tuple[tuple[float, float], int]:
+        """The latency (low, high seconds) and rate limit now in force."""
+        with self._lock:
+            return self._latency.seconds, self._limiter.per_second
+
     def truth(self, platforms: Iterable[str] | None = None) -> JsonObject:
         """What has finished by now (shape in truth.py); `platforms` limits
         it to some platforms (GET /_truth?platform=P, repeatable)."""
@@ -175,6 +212,7 @@ class Simulator:
                 body = self._apis[platform].truth(now)
                 body["agents"] = [a.id for a in self._stores[platform].agents]
                 body["requests"] = self._requests[platform]
+                body["rate_limited"] = self._rate_limited[platform]
                 out[platform] = body
             return {"now": iso_ms_z(now), "platforms": out}
 
@@ -204,9 +242,22 @@ class Simulator:
     def _platform(self, platform: str, request: Request) -> Reply:
         with self._lock:
             self._requests[platform] += 1
-            plan = self._faults.draw()
-        if plan.slow:
-            time.sleep(self.options.slow_seconds)
+            key = request.headers.get("x-api-key") or request.headers.get("authorization", "")
+            retry_after = self._limiter.admit(platform, key, self._monotonic_ns())
+            plan: FaultPlan | None = None
+            if retry_after is None:
+                plan = self._faults.draw()
+            else:
+                self._rate_limited[platform] += 1
+            delay = self._latency.draw()
+        if plan is not None and plan.slow:
+            delay += self.options.slow_seconds
+        if delay > 0:
+            self._sleep(delay)  # outside the lock: other requests go on meanwhile
+        if plan is None:
+            # Over the rate limit: the platform's 429, before auth, faults or the world.
+            log.debug("%s %s: rate limited", platform, request.path)
+            return _reply(too_many_requests(self._apis[platform].error, str(retry_after)))
         with self._lock:
             now = self._with_world_now()
             assert now is not None  # requests only arrive once started
@@ -263,6 +314,11 @@ class Simulator:
             if action == "resume":
                 self.resume()
                 return Response.json(200, {"ok": True, "paused": False})
+            if action == "limits":
+                latency, rate_limit = _limits_from(body, query)
+                self.set_limits(latency, rate_limit)
+                seconds, per_second = self.limits()
+                return Response.json(200, {"ok": True, "latency": describe_latency(seconds), "rate_limit": per_second})
             if action == "faults":
                 spec = _spec_from(body, query)
                 self.set_faults(spec)
@@ -282,6 +338,30 @@ def _spec_from(body: bytes, query: Mapping[str, list[str]]) -> str:
             raise ValueError('body must be {"spec": "name=probability,..."}')
         return str(document.get("spec", ""))
     return (query.get("spec") or [""])[-1]
+
+
+def _limits_from(body: bytes, query: Mapping[str, list[str]]) -> tuple[str | None, int | None]:
+    """{"latency": "50ms-300ms", "rate_limit": 10} in the body (or
+    ?latency=...&rate_limit=... without one); either may be left out."""
+    if body.strip():
+        try:
+            document = json.loads(body)
+        except ValueError as err:
+            raise ValueError(f"body is not JSON: {err}") from err
+        if not isinstance(document, dict) or set(document) - {"latency", "rate_limit"}:
+            raise ValueError('body must be {"latency": "50ms-300ms", "rate_limit": N}, either key optional')
+        latency, rate_limit = document.get("latency"), document.get("rate_limit")
+        if latency is not None and not isinstance(latency, str):
+            raise ValueError('latency must be a string such as "50ms" or "50ms-300ms"')
+        if rate_limit is not None and (isinstance(rate_limit, bool) or not isinstance(rate_limit, int)):
+            raise ValueError("rate_limit must be a whole number of requests per second")
+        return latency, rate_limit
+    latency_param = query["latency"][-1] if query.get("latency") else None
+    rate_param = query["rate_limit"][-1] if query.get("rate_limit") else None
+    try:
+        return latency_param, int(rate_param) if rate_param is not None else None
+    except ValueError as err:
+        raise ValueError(f"rate_limit {rate_param!r} is not a whole number") from err
 
 
 def _known(platform: str) -> str:

@@ -204,8 +204,7 @@ class FaultInjector:
         if content and plan.replace is None and response.status == 200 and response.data is None:
             applied += _deform(plan, response)
         if plan.replace == "429":
-            response = error(429, "rate_limited", "Too many requests, slow down")
-            response.headers["Retry-After"] = self._retry_after(now_ms)
+            response = too_many_requests(error, self._retry_after(now_ms))
             applied.append("429")
         elif plan.replace == "500":
             response = error(500, "internal_error", "Internal server error")
@@ -237,6 +236,14 @@ class FaultInjector:
         self._pages.move_to_end(listing.key)
         while len(self._pages) > _DUP_MEMORY:
             self._pages.popitem(last=False)
+
+
+def too_many_requests(error: Callable[[int, str, str], Response], retry_after: str) -> Response:
+    """The platform's 429 (`error` builds its own error body), as both the
+    429 fault and the rate limit (limits.py) answer it."""
+    response = error(429, "rate_limited", "Too many requests, slow down")
+    response.headers["Retry-After"] = retry_after
+    return response
 
 
 def _deform(plan: FaultPlan, response: Response) -> list[str]:

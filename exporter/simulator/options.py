@@ -48,6 +48,12 @@ class SimulatorOptions:
     # data (time then runs on from this instant at wall-clock speed).
     epoch: datetime | None = None
     slow_seconds: float = 2.0  # delay of the "slow" fault
+    # Every platform request waits this long before it is answered: (low, high)
+    # seconds, drawn uniformly from a seeded RNG; low == high is a fixed delay.
+    latency_seconds: tuple[float, float] = (0.0, 0.0)
+    # At most this many requests per second per platform and key, beyond
+    # which the platform answers 429 (limits.py); 0 is no limit.
+    rate_limit: int = 0
 
     def __post_init__(self) -> None:
         low, high = self.run_seconds
@@ -59,6 +65,11 @@ class SimulatorOptions:
             raise ValueError("history_runs must not be negative")
         if self.history_runs and self.history_span_seconds <= 0:
             raise ValueError("history_span_seconds must be positive when history_runs > 0")
+        latency_low, latency_high = self.latency_seconds
+        if not 0 <= latency_low <= latency_high:
+            raise ValueError(f"latency_seconds must satisfy 0 <= min <= max, got {self.latency_seconds}")
+        if self.rate_limit < 0:
+            raise ValueError("rate_limit must not be negative")
         if self.agents_per_platform < 1:
             raise ValueError("agents_per_platform must be at least 1")
         if self.epoch is not None and self.epoch.tzinfo is None:

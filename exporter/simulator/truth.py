@@ -8,6 +8,7 @@ Shape (every platform the same):
        "<platform>": {
          "agents": ["<agent label>", ...],
          "requests": <API requests served>,
+         "rate_limited": <of those, answered 429 by the rate limit (limits.py)>,
          "runs": [<run record>, ...],          # only runs finished by "now", in the order they ended
          "events": [{"key": [category, severity, status], "count": n}, ...] | null,
          "events_summary": [...] | null        # bctrl: level=summary items only
