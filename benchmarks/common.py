@@ -20,7 +20,7 @@ import httpx
 import yaml
 
 from exporter.simulator import DEFAULT_KEYS, Simulator, SimulatorOptions
-from tests.integration.helpers import free_port, parse_metrics
+from tests.integration.helpers import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 PLATFORMS = ("runtools", "agent_activities", "bctrl", "runtype")
@@ -39,7 +39,12 @@ class Child:
     def __init__(self, args: Sequence[str], name: str, timeout: float = 120.0) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            [PY, *args], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [PY, *args],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line: list[str] = []
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -77,12 +82,35 @@ class Child:
 HISTORY_SPAN = 6 * 3600.0  # seconds of history the backfill benchmarks spread their runs over
 
 
-def start_simulator(*, seed: int = 1, history: int = 0, history_platforms: Sequence[str] = PLATFORMS,
-                    history_span: float = 3600.0, rpm: float = 0.0, run_seconds: tuple[float, float] = (2.0, 8.0),
-                    agents: int = 4, epoch: str | None = None) -> Child:
-    args = ["-m", "benchmarks.simserver", "--seed", str(seed), "--history", str(history),
-            "--history-platforms", ",".join(history_platforms), "--history-span", str(history_span),
-            "--rpm", str(rpm), "--run-seconds", f"{run_seconds[0]},{run_seconds[1]}", "--agents", str(agents)]
+def start_simulator(
+    *,
+    seed: int = 1,
+    history: int = 0,
+    history_platforms: Sequence[str] = PLATFORMS,
+    history_span: float = 3600.0,
+    rpm: float = 0.0,
+    run_seconds: tuple[float, float] = (2.0, 8.0),
+    agents: int = 4,
+    epoch: str | None = None,
+) -> Child:
+    args = [
+        "-m",
+        "benchmarks.simserver",
+        "--seed",
+        str(seed),
+        "--history",
+        str(history),
+        "--history-platforms",
+        ",".join(history_platforms),
+        "--history-span",
+        str(history_span),
+        "--rpm",
+        str(rpm),
+        "--run-seconds",
+        f"{run_seconds[0]},{run_seconds[1]}",
+        "--agents",
+        str(agents),
+    ]
     if epoch:
         args += ["--epoch", epoch]
     return Child(args, "simulator", timeout=300)
@@ -105,10 +133,15 @@ def sim_control(base: str, action: str) -> None:
 # -- exporter configuration ---------------------------------------------------------
 
 
-def source_entry(platform: str, base_url: str, *, interval: str = "1h", agents: Sequence[str] = (),
-                 **extra: object) -> dict[str, object]:
-    entry: dict[str, object] = {"name": SOURCE_NAMES[platform], "type": platform, "base_url": base_url,
-                                "interval": interval}
+def source_entry(
+    platform: str, base_url: str, *, interval: str = "1h", agents: Sequence[str] = (), **extra: object
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "name": SOURCE_NAMES[platform],
+        "type": platform,
+        "base_url": base_url,
+        "interval": interval,
+    }
     if platform == "runtools":
         entry["api_key"] = DEFAULT_KEYS["runtools"]
     else:
@@ -121,10 +154,20 @@ def source_entry(platform: str, base_url: str, *, interval: str = "1h", agents: 
     return entry
 
 
-def write_config(path: Path, sources: list[dict[str, object]], *, traces: dict[str, object] | None,
-                 listen: str = "127.0.0.1:0", **top: object) -> Path:
-    config: dict[str, object] = {"listen": listen, "state": {"path": str(path.parent / "state.db")},
-                                 "sources": sources, **top}
+def write_config(
+    path: Path,
+    sources: list[dict[str, object]],
+    *,
+    traces: dict[str, object] | None,
+    listen: str = "127.0.0.1:0",
+    **top: object,
+) -> Path:
+    config: dict[str, object] = {
+        "listen": listen,
+        "state": {"path": str(path.parent / "state.db")},
+        "sources": sources,
+        **top,
+    }
     config["traces"] = traces if traces is not None else {}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -250,8 +293,13 @@ def machine() -> dict[str, object]:
                 mem = int(line.split()[1]) // 1024
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_mb": mem, "python": _platform.python_version(),
-            "os": f"{_platform.system()} {_platform.release()}"}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_mb": mem,
+        "python": _platform.python_version(),
+        "os": f"{_platform.system()} {_platform.release()}",
+    }
 
 
 @contextmanager
@@ -277,8 +325,12 @@ class ExporterProc:
         self.url = f"http://127.0.0.1:{port}"
         self._log = log.open("ab")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([PY, "-m", "exporter", "run", "-c", str(config), "--log-level", "warning"],
-                                     cwd=ROOT, stdout=self._log, stderr=self._log)
+        self.proc = subprocess.Popen(
+            [PY, "-m", "exporter", "run", "-c", str(config), "--log-level", "warning"],
+            cwd=ROOT,
+            stdout=self._log,
+            stderr=self._log,
+        )
         self.log = log
 
     def wait_ready(self, timeout: float = 60.0) -> float:

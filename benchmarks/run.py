@@ -3,6 +3,7 @@
     python -m benchmarks.run                 # full: about 10 minutes on 2 cores
     python -m benchmarks.run --smoke         # seconds: checks that every benchmark still works (CI)
     python -m benchmarks.run --only throughput,startup --platforms runtools
+    python -m benchmarks.run --only dense    # the dense runtools row at three sizes (issue #12)
     python -m benchmarks.run --json results.json --markdown results.md
 
 Every figure comes with the baseline it is measured against, taken in the same
@@ -24,7 +25,7 @@ from typing import Any, cast
 
 from benchmarks.common import PLATFORMS, machine
 
-BENCHMARKS = ("throughput", "memory", "freshness", "startup")
+BENCHMARKS = ("throughput", "dense", "memory", "freshness", "startup")
 
 
 def _run(name: str, smoke: bool, platforms: tuple[str, ...]) -> object:
@@ -32,6 +33,10 @@ def _run(name: str, smoke: bool, platforms: tuple[str, ...]) -> object:
         from benchmarks import throughput
 
         return throughput.main(smoke, platforms)
+    if name == "dense":
+        from benchmarks import throughput
+
+        return throughput.dense(smoke)
     if name == "memory":
         from benchmarks import memory
 
@@ -80,7 +85,7 @@ def table(results: dict[str, object]) -> str:
         )
         row(
             "throughput",
-            f"{p}: vs B (OTel SDK, span per record, write per record)",
+            f"{p}: vs B (OTel SDK, span per record, commit per page)",
             rate,
             f"{_f(t['b_rate'], 0)}/s",
             f"{_f(t['e_over_b'])}x",
@@ -89,6 +94,57 @@ def table(results: dict[str, object]) -> str:
         )
         if p == "runtools":
             row("throughput", "runtools events/s (absolute)", rate, "", "", ">= 20,000/s", _ok(t["e_rate"] >= 20_000))
+    dense = results.get("dense")
+    if isinstance(dense, dict):
+        sizes = cast(list[dict[str, Any]], dense["sizes"])
+        for d in sizes:
+            row(
+                "dense",
+                f"runtools, {_f(d['events'], 0)} events ({_f(d['emitted_runs'], 0)} runs,"
+                f" ~{_f(d['open_median'], 0)} open): vs B",
+                f"{_f(d['e_rate'], 0)} events/s",
+                f"{_f(d['b_rate'], 0)}/s",
+                f"{_f(d['e_over_b'])}x",
+                "",
+                "",
+            )
+            row(
+                "dense",
+                f"runtools, {_f(d['events'], 0)} events: CPU per event, E / B",
+                f"{_f(d['e_cpu_us'], 1)} us",
+                f"{_f(d['b_cpu_us'], 1)} us",
+                "",
+                "",
+                "",
+            )
+        last = sizes[-1]
+        row(
+            "dense",
+            f"E CPU per event, {_f(last['events'], 0)} / {_f(sizes[0]['events'], 0)} events",
+            f"{_f(last['e_cpu_us'], 1)} / {_f(sizes[0]['e_cpu_us'], 1)} us",
+            "",
+            f"{_f(dense['e_cpu_growth'])}x",
+            "<= 1.25x",
+            _ok(dense["e_cpu_growth"] <= 1.25),
+        )
+        row(
+            "dense",
+            f"runtools, {_f(last['events'], 0)} events: vs B",
+            f"{_f(last['e_rate'], 0)} events/s",
+            f"{_f(last['b_rate'], 0)}/s",
+            f"{_f(dense['e_over_b_largest'])}x",
+            ">= 1.25x",
+            _ok(dense["e_over_b_largest"] >= 1.25),
+        )
+        row(
+            "dense",
+            "peak RSS of the harness process during E",
+            f"{_f(dense['e_peak_rss_mb'], 1)} MB",
+            f"start {_f(last['e_rss_start_mb'], 1)} MB",
+            "",
+            "< 150 MB",
+            _ok(0 < dense["e_peak_rss_mb"] < 150),
+        )
     mem = results.get("memory")
     if isinstance(mem, dict):
         b, s = mem["backfill"], mem["steady"]

@@ -33,6 +33,21 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
         for key in ("a_rate", "e_rate", "b_rate", "e_over_a", "e_over_b"):
             assert t[key] > 0, (key, t)
 
+    dense = results["dense"]  # the dense runtools row, three sizes of one density
+    sizes = dense["sizes"]
+    assert len(sizes) == 3 and sizes[0]["runs"] < sizes[1]["runs"] < sizes[2]["runs"], sizes
+    assert sizes[0]["events"] < sizes[1]["events"] < sizes[2]["events"], sizes
+    for d in sizes:
+        # Every history run read and counted by E as by the capture, every
+        # event of the simulator's truth a span of B's, nothing dropped, no
+        # page missed.
+        assert d["e_runs"] == d["emitted_runs"] == d["runs"] and d["spans"] > 0, d
+        assert d["b_spans"] == d["events"] and d["e_dropped"] == 0 and d["misses"] == 0, d
+        for key in ("a_rate", "e_rate", "b_rate", "e_over_b", "e_cpu_us", "b_cpu_us"):
+            assert d[key] > 0, (key, d)
+        assert d["e_peak_rss_mb"] >= d["e_rss_start_mb"] > 0 or d["e_peak_rss_mb"] == 0, d  # 0: no clear_refs
+    assert dense["e_cpu_growth"] > 0 and dense["e_over_b_largest"] > 0, dense
+
     backfill, steady = results["memory"]["backfill"], results["memory"]["steady"]
     for key in ("idle_rss_mb", "peak_rss_mb", "rss_at_25_mb", "rss_at_50_mb", "rss_at_100_mb"):
         assert backfill[key] and backfill[key] > 0, (key, backfill)
@@ -50,7 +65,7 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
     startup = results["startup"]
     for key in ("python_pass_s", "import_app_s", "help_s", "readyz_s"):
         assert startup[key] > 0, (key, startup)
-    assert "| throughput |" in proc.stdout and "| start-up |" in proc.stdout
+    assert "| throughput |" in proc.stdout and "| dense |" in proc.stdout and "| start-up |" in proc.stdout
 
 
 def test_the_profile_modes_still_run() -> None:
