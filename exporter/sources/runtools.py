@@ -24,9 +24,11 @@ events appended batch by batch (never rewritten), read back once to build
 it. Live polling (windows ending now) keeps the overlap and stores every
 key.
 
-Checkpoint: {"watermark": iso, "settled": bool, "window": {"since",
-"until", "cursor", "complete"}}; "window" is present only while a window is
-part-read, so a restart resumes from the last committed batch of pages.
+Checkpoint: {"watermark": iso, "settled": bool, "floor": iso, "window":
+{"since", "until", "cursor", "complete"}}; "floor" (the last settled
+window's end less EDGE: no later window starts before it) once a window has
+settled; "window" only while a window is part-read, so a restart resumes
+from the last committed batch of pages.
 """
 
 from __future__ import annotations
@@ -179,18 +181,25 @@ class RuntoolsSource(PlatformSource):
         checkpoint = dict(ctx.checkpoint)
         watermark = _time_or(checkpoint.get("watermark"), ctx.now - self._start_from)
         settled = checkpoint.get("settled") is True
+        # No window starts before the floor: the last settled window kept the
+        # keys of its final EDGE only, so reading further back (a window
+        # narrower than `lookback`, not settled, overlapping by `lookback`)
+        # would count its other events again.
+        floor = cast(str | None, checkpoint.get("floor"))
         window = cast(dict[str, object] | None, checkpoint.get("window"))
         while True:
             if window is None:
                 since = watermark - (self._edge if settled else self._lookback)
+                since = max(since, parse_time(floor)) if floor else since
                 until = min(ctx.now, watermark + self._span)
                 window = {"since": since.isoformat(), "until": until.isoformat(), "cursor": None, "complete": False}
             if not window.get("complete"):
-                pages = yield from self._read_window(ctx, window, watermark)
+                pages = yield from self._read_window(ctx, window, _mark(watermark, floor))
                 self._adapt_span(pages)
             until = parse_time(window["until"])
             settled = self._settled(ctx, until)
-            yield from self._finalize(ctx, until, settled)
+            floor = (until - self._edge).isoformat() if settled else floor
+            yield from self._finalize(ctx, until, {**_mark(until, floor), "settled": settled})
             watermark, window = until, None
             if until >= ctx.now:
                 return
@@ -209,9 +218,10 @@ class RuntoolsSource(PlatformSource):
             self._span = min(self._max_window, self._span * 2)
 
     def _read_window(
-        self, ctx: PollContext, window: dict[str, object], watermark: datetime
+        self, ctx: PollContext, window: dict[str, object], mark: dict[str, object]
     ) -> Generator[Batch, None, int]:
-        """Read the window from its cursor to its end; returns the pages read."""
+        """Read the window from its cursor to its end; returns the pages read.
+        `mark`: the checkpoint's watermark and floor while the window is read."""
         guard = CursorGuard(self.name)
         cursor = cast(str | None, window.get("cursor"))
         batch, pages, total = Batch(), 0, 0
@@ -239,7 +249,7 @@ class RuntoolsSource(PlatformSource):
             if not has_more:
                 self._end_window(ctx, batch, parse_time(window["until"]))
             if pages == PAGES_PER_COMMIT or not has_more:
-                batch.checkpoint = {"watermark": watermark.isoformat(), "window": window}
+                batch.checkpoint = {**mark, "window": window}
                 yield batch
                 batch, pages = Batch(), 0
             if not has_more:
@@ -314,8 +324,9 @@ class RuntoolsSource(PlatformSource):
             appended=(*in_batch.appended, *new) if in_batch else tuple(new),
         )
 
-    def _finalize(self, ctx: PollContext, until: datetime, settled: bool) -> Iterator[Batch]:
-        """Emit every stored run whose terminal event has arrived, in chunks."""
+    def _finalize(self, ctx: PollContext, until: datetime, checkpoint: dict[str, object]) -> Iterator[Batch]:
+        """Emit every stored run whose terminal event has arrived, in chunks;
+        the last chunk carries the window's `checkpoint`."""
         while True:
             ready = ctx.state.finished_open_runs(FINALIZE_CHUNK)
             batch = Batch()
@@ -323,7 +334,7 @@ class RuntoolsSource(PlatformSource):
                 self._export(batch, open_run)
             last = len(ready) < FINALIZE_CHUNK
             if last:
-                batch.checkpoint = {"watermark": until.isoformat(), "settled": settled}
+                batch.checkpoint = checkpoint
                 batch.caught_up_to = until
                 batch.seen_prune_before = (until - 2 * self._lookback - timedelta(minutes=5)).timestamp()
             yield batch
@@ -422,6 +433,10 @@ def _tool_call(call_id: str, t: dict[str, object]) -> ToolCall:
         status=cast(ToolStatus | None, t["status"]) or ToolStatus.UNKNOWN,
         error_message=cast(str | None, t.get("error")),
     )
+
+
+def _mark(watermark: datetime, floor: str | None) -> dict[str, object]:
+    return {"watermark": watermark.isoformat(), **({"floor": floor} if floor else {})}
 
 
 def _time_or(value: object, default: datetime) -> datetime:

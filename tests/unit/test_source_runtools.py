@@ -395,3 +395,19 @@ def test_expire_builds_an_incomplete_run(tmp_path: Path) -> None:
     run = h.source.expire(open_run, T0 + timedelta(hours=7))
     assert (run.status, run.ended_at, run.agent_id) == (RunStatus.INCOMPLETE, None, "triage")
     assert run.tool_calls[0].status is ToolStatus.UNKNOWN
+
+
+def test_narrow_windows_near_now_never_reread_a_settled_window(tmp_path: Path) -> None:
+    """A dense feed narrows windows below `lookback`; the windows just before
+    now are not settled, and each starts `lookback` back, which used to reach
+    into the last settled window, whose event keys are not stored: its
+    events counted twice."""
+    events = [ev(i, -300 + i * 0.6, "agent.message.added", run=None) for i in range(492)]  # up to 5 s ago
+    feed = Feed(events, page=2)  # ten pages (one committed batch) per 10 s window
+    h = Harness(tmp_path, feed, start_from=400.0, lookback=30.0)
+    h.poll(T0)
+    spans = [parse(r.url.params["until"]) - parse(r.url.params["since"]) for r in feed.requests]
+    assert min(spans) < timedelta(seconds=30)  # the shape that broke: windows narrower than lookback
+    assert h.events == len(events)  # each event counted once
+    h.poll(T0 + timedelta(seconds=5))  # the next poll's live window starts lookback back, too
+    assert h.events == len(events)
