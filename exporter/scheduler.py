@@ -96,9 +96,10 @@ class Pipeline:
             Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()
         ]
         updates += extra
-        bound = self.config.traces.outbox_max_spans
-        if outbox and self.drain:
-            bound = self.drain.make_room(sum(n for _, n, _ in outbox), bound, self.stop)
+        limit = self.config.traces.outbox_max_spans
+        bound: int | None = limit
+        if outbox and self.drain and not self.drain.make_room(sum(n for _, n, _ in outbox), limit, self.stop):
+            bound = None  # the backend takes spans: drop none
         with self.commit_lock:
             staged = self.book.stage(updates)
             dropped = self.store.commit(source.name, batch, outbox, self.book.persisted_form(staged), bound)

@@ -465,17 +465,18 @@ class OutboxDrain:
     def start(self) -> None:
         self._thread.start()
 
-    def make_room(self, spans: int, bound: int, stop: threading.Event) -> int:
+    def make_room(self, spans: int, bound: int, stop: threading.Event) -> bool:
         """Hold the polling thread while the outbox has no room for `spans`
         more and the backend is taking spans: a backfill that reads faster
         than the backend accepts waits for it, instead of pushing its oldest
         traces out of a full outbox.
 
-        Returns the bound the commit may fill the outbox to. While the
-        backend fails (or no drain thread runs) waiting cannot make room:
-        `bound`, and the oldest spans are dropped, counted and logged.
-        Otherwise the batch goes in whole: one larger than the whole bound,
-        or one committed while stopping (the next start delivers it)."""
+        Returns whether the commit may drop the oldest spans to keep within
+        `bound`: only while the backend fails (or no drain thread runs), when
+        waiting cannot make room. Otherwise the batch goes in whole (one
+        larger than the bound, one committed while stopping, or one racing
+        another source's commit): the outbox may pass the bound by a batch
+        or so, and the drain catches up."""
         while (
             not stop.is_set()
             and not self._failing
@@ -486,9 +487,7 @@ class OutboxDrain:
             self._wake.set()
             with self._delivered:
                 self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
-        if self._failing or not self._thread.is_alive():
-            return bound
-        return max(bound, self._store.outbox_spans() + spans)
+        return self._failing or not self._thread.is_alive()
 
     def notify(self) -> None:
         self._wake.set()

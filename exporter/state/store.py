@@ -239,12 +239,12 @@ class StateStore:
         batch: Batch,
         outbox: Iterable[tuple[str, int, bytes]],
         series: Mapping[SeriesKey, object],
-        outbox_bound: int,
+        outbox_bound: int | None,
     ) -> Dropped:
         """Write one batch: open-run changes, dedup keys, checkpoint, spans
         (rows of (run id, span count, payload)) and absolute metric values,
         all or nothing. Returns what was dropped from the outbox to keep it
-        within `outbox_bound`."""
+        within `outbox_bound` (None: drop nothing)."""
         with self._lock, self._transaction() as db:
             if batch.open_deletes:
                 deletes = [(source, r) for r in batch.open_deletes]
@@ -278,7 +278,9 @@ class StateStore:
             self._write_series(db, series)
             # Only a commit that adds spans makes room for them: one that adds
             # none leaves the outbox as it is, above the bound or not.
-            total, dropped = self._trim_outbox(db, total, outbox_bound) if rows else (total, Dropped())
+            dropped = Dropped()
+            if rows and outbox_bound is not None:
+                total, dropped = self._trim_outbox(db, total, outbox_bound)
         self._outbox_total = total
         return dropped
 
