@@ -190,8 +190,8 @@ class RuntoolsSource(PlatformSource):
         while True:
             if window is None:
                 since = watermark - (self._edge if settled else self._lookback)
-                since = max(since, parse_time(floor)) if floor else since
-                until = min(ctx.now, watermark + self._span)
+                since = _whole_ms(max(since, parse_time(floor)) if floor else since)
+                until = _whole_ms(min(ctx.now, watermark + self._span))
                 window = {"since": since.isoformat(), "until": until.isoformat(), "cursor": None, "complete": False}
             if not window.get("complete"):
                 pages = yield from self._read_window(ctx, window, _mark(watermark, floor))
@@ -201,7 +201,7 @@ class RuntoolsSource(PlatformSource):
             floor = (until - self._edge).isoformat() if settled else floor
             yield from self._finalize(ctx, until, {**_mark(until, floor), "settled": settled})
             watermark, window = until, None
-            if until >= ctx.now:
+            if until >= _whole_ms(ctx.now):
                 return
 
     def _settled(self, ctx: PollContext, until: datetime) -> bool:
@@ -433,6 +433,12 @@ def _tool_call(call_id: str, t: dict[str, object]) -> ToolCall:
         status=cast(ToolStatus | None, t["status"]) or ToolStatus.UNKNOWN,
         error_message=cast(str | None, t.get("error")),
     )
+
+
+def _whole_ms(at: datetime) -> datetime:
+    """A window bound as the platform receives it (milliseconds): kept keys,
+    floors and the next window's start then all agree with what was read."""
+    return at.replace(microsecond=at.microsecond // 1000 * 1000)
 
 
 def _mark(watermark: datetime, floor: str | None) -> dict[str, object]:

@@ -405,9 +405,23 @@ def test_narrow_windows_near_now_never_reread_a_settled_window(tmp_path: Path) -
     events = [ev(i, -300 + i * 0.6, "agent.message.added", run=None) for i in range(492)]  # up to 5 s ago
     feed = Feed(events, page=2)  # ten pages (one committed batch) per 10 s window
     h = Harness(tmp_path, feed, start_from=400.0, lookback=30.0)
-    h.poll(T0)
+    now = T0
+    h.poll(now)
     spans = [parse(r.url.params["until"]) - parse(r.url.params["since"]) for r in feed.requests]
     assert min(spans) < timedelta(seconds=30)  # the shape that broke: windows narrower than lookback
     assert h.events == len(events)  # each event counted once
-    h.poll(T0 + timedelta(seconds=5))  # the next poll's live window starts lookback back, too
+    h.poll(now + timedelta(seconds=5))  # the next poll's live window starts lookback back, too
+    assert h.events == len(events)
+
+
+def test_window_bounds_are_whole_milliseconds_so_a_settled_edge_is_read_once(tmp_path: Path) -> None:
+    """Bounds go to the platform with millisecond precision. A clock reading
+    between two milliseconds made a settled window's edge (whose keys are
+    kept from `until - 1 s` exactly) go out rounded down, so an event in that
+    fraction of a millisecond was read again with its key gone: counted
+    twice."""
+    events = [ev(i, -100 + i, "agent.message.added", run=None) for i in range(95)]  # on whole seconds
+    feed = Feed(events, page=10)  # the first window in one committed batch: only its edge's keys kept
+    h = Harness(tmp_path, feed, start_from=100.0, lookback=30.0)
+    h.poll(T0 + timedelta(microseconds=900))  # between two milliseconds
     assert h.events == len(events)
