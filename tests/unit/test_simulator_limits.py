@@ -9,14 +9,11 @@ test sleeps for real and asserts only a lower bound).
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import pytest
 
 from exporter.simulator import PLATFORMS, Simulator, SimulatorOptions, parse_faults, parse_latency
+from tests.unit.test_simulator import Reply, call
 
 EPOCH = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)
 PATHS = {  # one cheap list request per platform
@@ -32,23 +30,6 @@ PATHS = {  # one cheap list request per platform
     "runtype": None,  # needs an agent: filled in by path_for
     "agent_activities": None,
 }
-
-
-class Reply:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(url: str, headers: dict[str, str] | None = None, method: str = "GET", body: bytes | None = None) -> Reply:
-    request = urllib.request.Request(url, headers=headers or {}, method=method, data=body)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return Reply(response.status, dict(response.headers.items()), response.read())
-    except urllib.error.HTTPError as err:
-        return Reply(err.code, dict(err.headers.items()), err.read())
 
 
 def path_for(sim: Simulator, platform: str) -> str:
