@@ -56,6 +56,7 @@ from benchmarks.common import (
     PY,
     ROOT,
     Child,
+    rss_mb,
     sim_agents,
     sim_truth,
     source_entry,
@@ -244,17 +245,6 @@ def _reset_peak_rss() -> bool:
         return False
 
 
-def _rss_now_and_peak() -> tuple[float, float]:
-    now = peak = 0.0
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                now = int(line.split()[1]) / 1024
-            elif line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
-    return now, peak
-
-
 def exporter_run(
     cap: Capture,
     base: str,
@@ -288,7 +278,7 @@ def exporter_run(
     (job,) = exporter.jobs
     gc.collect()
     peak_known = _reset_peak_rss()
-    rss_start, _ = _rss_now_and_peak()
+    rss_start, _ = rss_mb(os.getpid())
     with tuned_gc():  # as `run` and `once` do for their process
         c0 = time.process_time()
         exporter.drain.start()
@@ -300,7 +290,7 @@ def exporter_run(
         wait_until(lambda: exporter.store.outbox_spans() == 0, timeout=600, what="outbox drained", every=0.005)
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - c0
-    _, peak = _rss_now_and_peak()
+    _, peak = rss_mb(os.getpid())
     book = exporter.book
     delivered = int(book.value("agent_exporter_spans_exported_total", ("success",)) or 0)  # type: ignore[call-overload]
     dropped = int(book.value("agent_exporter_spans_exported_total", ("dropped",)) or 0)  # type: ignore[call-overload]
