@@ -142,14 +142,9 @@ class StateStore:
         return self._with_items(source, [_open_run(row)])[0] if row else None
 
     def _with_items(self, source: str, runs: list[OpenRun]) -> list[OpenRun]:
-        """The runs with their stored items (one query per LOOKUP_CHUNK runs)."""
-        items: dict[str, list[object]] = {}
-        for chunk in _chunks(o.run_id for o in runs):
-            for run_id, data in self._select_in(
-                "SELECT run_id, data FROM open_items WHERE source=? AND run_id IN ({}) ORDER BY id", source, chunk
-            ):
-                items.setdefault(run_id, []).extend(json.loads(data))
-        return [replace(o, items=tuple(items[o.run_id])) if o.run_id in items else o for o in runs]
+        """The runs with their stored items."""
+        items = self.open_items_among(source, (o.run_id for o in runs))
+        return [replace(o, items=items[o.run_id]) if o.run_id in items else o for o in runs]
 
     def open_runs(self, source: str, chunk: int = 500) -> Iterator[OpenRun]:
         """All open runs of a source, read in chunks so memory stays flat."""
@@ -218,9 +213,15 @@ class StateStore:
         }
 
     def open_items_among(self, source: str, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
-        """The stored items of these open runs, by id (runs without any absent)."""
-        runs = [OpenRun(run_id=r, agent="", opened_at=0.0, data={}) for r in dict.fromkeys(run_ids)]
-        return {o.run_id: o.items for o in self._with_items(source, runs) if o.items}
+        """The stored items of these open runs, by id, in appended order (runs
+        without any absent): one query per LOOKUP_CHUNK runs."""
+        items: dict[str, list[object]] = {}
+        for chunk in _chunks(run_ids):
+            for run_id, data in self._select_in(
+                "SELECT run_id, data FROM open_items WHERE source=? AND run_id IN ({}) ORDER BY id", source, chunk
+            ):
+                items.setdefault(run_id, []).extend(json.loads(data))
+        return {run_id: tuple(values) for run_id, values in items.items()}
 
     def _select_in(self, sql: str, source: str, values: list[str]) -> list[tuple[Any, ...]]:
         with self._lock:
