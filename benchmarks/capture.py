@@ -20,9 +20,10 @@ from pathlib import Path
 import httpx
 
 from exporter.config import load_config
-from exporter.export.registry import MetricsBook
-from exporter.scheduler import Pipeline, SourceJob
-from exporter.sources import SOURCES
+from exporter.export.prometheus import MetricsBook
+from exporter.pipeline import Pipeline, Recorder
+from exporter.scheduler import SourceJob
+from exporter.sources.registry import PLATFORMS
 from exporter.state.store import StateStore
 
 
@@ -87,9 +88,9 @@ def capture(platform: str, config_path: Path, now: datetime, prefix: str) -> Cap
     with tempfile.TemporaryDirectory() as tmp:
         store = StateStore(Path(tmp) / "capture.db")
         book = MetricsBook({}, max_agents=config.metrics.max_agents, max_tools=config.metrics.max_tools)
-        pipeline = Pipeline(config=config, store=store, book=book, drain=None, clock=lambda: now)
+        pipeline = Pipeline(config=config, recorder=Recorder(store, book), drain=None, clock=lambda: now)
         (sc,) = config.sources
-        source = SOURCES[sc.type](sc, transport=RecordingTransport(result.pages))
+        source = PLATFORMS[sc.type].reader(sc, transport=RecordingTransport(result.pages))
         job = SourceJob(source, pipeline)
         t0 = time.perf_counter()
         ok = job.poll()

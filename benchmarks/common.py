@@ -19,11 +19,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-from exporter.simulator import DEFAULT_KEYS, Simulator, SimulatorOptions
-from tests.integration.helpers import parse_metrics
+from exporter.sources.registry import PLATFORMS as REGISTERED
+from simulator import DEFAULT_KEYS, Simulator, SimulatorOptions
+from testkit.exporter_io import parse_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
-PLATFORMS = ("runtools", "agent_activities", "bctrl", "runtype")
+PLATFORMS = tuple(REGISTERED)
 SOURCE_NAMES = {"runtools": "rt", "agent_activities": "aa", "bctrl": "bc", "runtype": "ry"}
 PREFIX = {"runtools": "/runtools", "agent_activities": "/agent-activities", "bctrl": "/bctrl", "runtype": "/runtype"}
 PY = sys.executable
@@ -142,10 +143,7 @@ def source_entry(
         "base_url": base_url,
         "interval": interval,
     }
-    if platform == "runtools":
-        entry["api_key"] = DEFAULT_KEYS["runtools"]
-    else:
-        entry["token"] = DEFAULT_KEYS[platform]
+    entry[REGISTERED[platform].secret_key] = DEFAULT_KEYS[platform]
     if platform == "agent_activities":
         entry["agents"] = list(agents)
     if platform == "runtype":

@@ -27,8 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from benchmarks.common import Child
 from exporter.convert.traces import trace_id_for
 from exporter.state.store import StateStore
-from tests.integration.helpers import free_port, parse_metrics, write_config
-from tests.otlp_receiver import OtlpReceiver
+from testkit.exporter_io import free_port, parse_metrics, write_config
+from testkit.receiver import OtlpReceiver
 
 EXPORTER = str(Path(sys.executable).with_name("agent-activity-exporter"))
 RUNS_PER_SECOND = 30_000 / 2_940  # the history: 30,000 runs started over 49 minutes

@@ -2,7 +2,7 @@
 
 The simulator (own process) starts runs on all four platforms; the exporter
 (`agent-activity-exporter run`, own process, interval 5 s) polls them and
-sends spans to a real OTLP/HTTP receiver (tests/otlp_receiver.py) in this
+sends spans to a real OTLP/HTTP receiver (testkit/receiver.py) in this
 process, which notes when each root span arrives; /metrics is scraped every
 0.2 s.
 
@@ -54,9 +54,9 @@ from benchmarks.common import (
     wait_until,
     write_config,
 )
-from exporter.simulator import DEFAULT_KEYS
-from tests.integration.helpers import free_port
-from tests.otlp_receiver import OtlpReceiver
+from simulator import DEFAULT_KEYS
+from testkit.exporter_io import free_port
+from testkit.receiver import OtlpReceiver
 
 
 class Sizes(TypedDict):

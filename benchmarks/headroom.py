@@ -35,11 +35,11 @@ from operator import attrgetter
 from typing import Any
 
 from benchmarks.capture import Capture
-from exporter import scheduler
+from exporter import pipeline, scheduler
 from exporter.convert.protobuf import SpanWriter
 from exporter.convert.traces import run_to_protobuf
 from exporter.model import Run
-from exporter.sources.runtools import parse_event
+from exporter.sources.runtools.api import parse_event
 
 
 @dataclass
@@ -56,7 +56,7 @@ class Observed:
 @contextmanager
 def observed() -> Iterator[Observed]:
     seen = Observed()
-    spans, poll = scheduler.Pipeline._spans, scheduler.SourceJob.poll
+    spans, poll = pipeline.Pipeline._spans, scheduler.SourceJob.poll
     started: list[float] = []
     polling: list[bool] = []  # the collector's time is counted while the poll runs
 
@@ -68,7 +68,7 @@ def observed() -> Iterator[Observed]:
             seen.gc_seconds += time.perf_counter() - started.pop()
             seen.collections += 1
 
-    def keep(self: scheduler.Pipeline, runs: list[Run]) -> list[tuple[str, int, bytes]]:
+    def keep(self: pipeline.Pipeline, runs: list[Run]) -> list[tuple[str, int, bytes]]:
         seen.runs.extend(runs)
         return spans(self, runs)
 
@@ -81,14 +81,14 @@ def observed() -> Iterator[Observed]:
             polling.pop()
             seen.poll_cpu += time.thread_time() - t0
 
-    scheduler.Pipeline._spans = keep  # type: ignore[method-assign]
+    pipeline.Pipeline._spans = keep  # type: ignore[method-assign]
     scheduler.SourceJob.poll = timed  # type: ignore[method-assign]
     gc.callbacks.append(on_gc)
     try:
         yield seen
     finally:
         gc.callbacks.remove(on_gc)
-        scheduler.Pipeline._spans = spans  # type: ignore[method-assign]
+        pipeline.Pipeline._spans = spans  # type: ignore[method-assign]
         scheduler.SourceJob.poll = poll  # type: ignore[method-assign]
 
 

@@ -42,9 +42,9 @@ from benchmarks.common import (
     write_config,
 )
 from exporter.model import Batch, OpenRun
-from exporter.sources.runtools import parse_event
+from exporter.sources.runtools.api import parse_event
 from exporter.state.store import StateStore
-from tests.integration.helpers import free_port
+from testkit.exporter_io import free_port
 
 FULL = {"history": 24_000, "open": 100_000, "steady_seconds": 60.0, "idle_seconds": 5.0}
 SMOKE = {"history": 150, "open": 2_000, "steady_seconds": 4.0, "idle_seconds": 2.0}

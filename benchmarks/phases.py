@@ -16,9 +16,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from exporter import scheduler
-from exporter.export import registry
-from exporter.sources import agent_activities, bctrl, http, runtools, runtype
+from exporter import pipeline, scheduler
+from exporter.export import prometheus
+from exporter.sources import http
+from exporter.sources.agent_activities import reader as agent_activities
+from exporter.sources.bctrl import reader as bctrl
+from exporter.sources.runtools import reader as runtools
+from exporter.sources.runtype import reader as runtype
 from exporter.state import store
 
 # (owner, attribute, stage): the outermost wrapped call on the stack gets the time.
@@ -29,15 +33,15 @@ STAGES: list[tuple[Any, str, str]] = [
     (bctrl.BctrlSource, "_ingest", "source: parse, dedup lookups, run state"),
     (bctrl.BctrlSource, "_build_run", "source: build runs"),
     (agent_activities.AgentActivitiesSource, "_build_run", "source: build runs"),
-    (runtype.RuntypeSource, "_build_run", "source: build runs"),
+    (runtype, "build_run", "source: build runs"),
     (store.StateStore, "finished_open_runs", "state: read back open runs"),
     (store.StateStore, "open_runs", "state: read back open runs"),
-    (scheduler.Pipeline, "_spans", "convert: spans (protobuf)"),
-    (scheduler, "run_updates", "convert: metric updates"),
-    (scheduler, "event_updates", "convert: metric updates"),
-    (registry.MetricsBook, "stage", "metrics: stage"),
+    (pipeline.Pipeline, "_spans", "convert: spans (protobuf)"),
+    (pipeline, "run_updates", "convert: metric updates"),
+    (pipeline, "event_updates", "convert: metric updates"),
+    (prometheus.MetricsBook, "stage", "metrics: stage"),
     (store.StateStore, "commit", "state: SQLite transaction"),
-    (scheduler.Pipeline, "_refresh_gauges", "metrics: gauges"),
+    (pipeline.Pipeline, "_refresh_gauges", "metrics: gauges"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The tests' real OTLP/HTTP receiver (tests/otlp_receiver.py: protobuf on
+"""The tests' real OTLP/HTTP receiver (testkit/receiver.py: protobuf on
 /v1/traces, every request decoded) in its own process, keeping counts
 instead of span objects so that a backfill of 100,000s of spans costs it
 little. Prints "<otlp base URL> <count URL>", serves until stdin closes.
@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.otlp_receiver import OtlpReceiver
+from testkit.receiver import OtlpReceiver
 
 
 class CountingReceiver(OtlpReceiver):

@@ -15,7 +15,7 @@ import sys
 import threading
 from datetime import datetime
 
-from exporter.simulator import PLATFORMS, Simulator, SimulatorOptions
+from simulator import PLATFORMS, Simulator, SimulatorOptions
 
 
 def main() -> int:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import PY, ROOT, ExporterProc, median, sim_agents, start_simulator
-from tests.integration.helpers import free_port
+from testkit.exporter_io import free_port
 
 ENTRY = Path(PY).with_name("agent-activity-exporter")
 

@@ -67,8 +67,8 @@ from benchmarks.common import (
 from exporter.app import Exporter, tuned_gc
 from exporter.config import load_config
 from exporter.redact import Redactor
-from exporter.simulator import DEFAULT_KEYS
-from tests.integration.helpers import free_port
+from simulator import DEFAULT_KEYS
+from testkit.exporter_io import free_port
 
 # History sizes: >= 200,000 runtools events (about 8.5 per run) and 20,000 runs elsewhere.
 FULL_HISTORY = {"runtools": 24_000, "agent_activities": 20_000, "bctrl": 20_000, "runtype": 16_000}

@@ -7,7 +7,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -15,12 +15,15 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.config import Config
-from exporter.export.otlp import OutboxDrain, make_sender
-from exporter.export.registry import ActivityCollector, MetricsBook
+from exporter.export.otlp import make_sender
+from exporter.export.outbox import OutboxDrain
+from exporter.export.prometheus import ActivityCollector, MetricsBook
+from exporter.pipeline import Pipeline, Recorder
 from exporter.redact import Redactor
-from exporter.scheduler import Pipeline, Scheduler, SourceJob, precreate_series
+from exporter.scheduler import Scheduler, SourceJob, precreate_series
 from exporter.server import ExporterServer
-from exporter.sources import build_source
+from exporter.sources.platform import Platform
+from exporter.sources.registry import PLATFORMS, build_source
 from exporter.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -51,7 +54,9 @@ def tuned_gc() -> Iterator[None]:
 
 
 class Exporter:
-    def __init__(self, config: Config, redactor: Redactor) -> None:
+    def __init__(self, config: Config, redactor: Redactor, *, platforms: Mapping[str, Platform] = PLATFORMS) -> None:
+        """`platforms`: the source types to build readers from (the registry,
+        or a test's own platform beside it)."""
         self.config = config
         self.redactor = redactor
         self.store = StateStore(config.state.path)
@@ -63,18 +68,11 @@ class Exporter:
         if sender is None:
             log.warning("traces are off: set traces.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) or traces.protocol: file")
         self.stop_event = threading.Event()
-        commit_lock = threading.Lock()
-        self.drain = OutboxDrain(self.store, sender, self.book, commit_lock) if sender else None
-        self.pipeline = Pipeline(
-            config=config,
-            store=self.store,
-            book=self.book,
-            drain=self.drain,
-            commit_lock=commit_lock,
-            stop=self.stop_event,
-        )
+        recorder = Recorder(self.store, self.book)  # the one commit path, and its lock
+        self.drain = OutboxDrain(sender, recorder) if sender else None
+        self.pipeline = Pipeline(config=config, recorder=recorder, drain=self.drain, stop=self.stop_event)
         enabled = [s for s in config.sources if s.enabled]
-        self.sources = [build_source(s, stop=self.stop_event) for s in enabled]
+        self.sources = [build_source(s, stop=self.stop_event, platforms=platforms) for s in enabled]
         self.intervals = {s.name: s.interval for s in enabled}
         self.jobs = [SourceJob(source, self.pipeline, self.intervals[source.name]) for source in self.sources]
         precreate_series(self.pipeline, self.sources)

@@ -160,8 +160,8 @@ def _check(args: argparse.Namespace) -> int:
 
     from exporter.config import Config
     from exporter.redact import Redactor
-    from exporter.sources import build_source
     from exporter.sources.http import SourceError
+    from exporter.sources.registry import build_source
 
     config = _load(args, args.config)
     if not isinstance(config, Config):
@@ -187,7 +187,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from exporter.simulator import Simulator, SimulatorOptions, parse_faults, parse_latency
+    from simulator import Simulator, SimulatorOptions, parse_faults, parse_latency
 
     _setup(args)
     try:
@@ -223,7 +223,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from exporter.simulator import Simulator, SimulatorOptions
+    from simulator import Simulator, SimulatorOptions
 
     config_path = args.config or _find_demo_config()
     sim = Simulator(

@@ -1,47 +1,34 @@
-"""The one place that chains poll -> convert -> commit -> publish.
+"""The sources' jobs: the one place that chains poll -> commit.
 
 Each source is polled by its own APScheduler job (max_instances=1, so a
 slow poll skips ticks instead of overlapping, coalesced, jittered). Every
-batch a source yields is converted and committed in one transaction with its
-checkpoint, spans and counter totals; the totals are published to /metrics
-only after the commit. A failing source is marked down and logged once; the
-others go on.
+batch a source yields goes to `pipeline.Pipeline.commit`, converted and
+committed in one transaction with its checkpoint, spans and counter totals;
+the totals are published to /metrics only after the commit. A failing
+source is marked down and logged once; the others go on.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from exporter.config import Config
-from exporter.convert.metrics import (
-    POLL_OUTCOMES,
-    REJECT_REASONS,
-    SPAN_OUTCOMES,
-    Op,
-    Update,
-    event_updates,
-    run_updates,
-)
-from exporter.convert.traces import run_trace_id
-from exporter.export.otlp import OutboxDrain, run_list
-from exporter.export.registry import MetricsBook
-from exporter.model import Batch, Run
+from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update
+from exporter.model import Batch
+from exporter.pipeline import Pipeline
 from exporter.sources.base import PollContext, Source
 from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError, Stopping
-from exporter.state.store import SourceStateView, StateStore
+from exporter.state.view import SourceStateView
 
 log = logging.getLogger(__name__)
 
 EXPIRE_CHUNK = 200
-RECOUNT_SECONDS = 1.0  # within a poll, open runs are recounted for the in-progress gauge at most this often
 MAX_AUTH_BACKOFF = 300.0  # a revoked key is retried at most this far apart
 
 
@@ -57,96 +44,6 @@ class SourceStatus:
     last_outcome: str | None = None
     skipped_ticks: int = 0
     held_until: float | None = None  # epoch: no poll before this (401/403 back-off, Retry-After)
-
-
-@dataclass(slots=True)
-class Pipeline:
-    """Everything that touches state, shared by all sources' jobs."""
-
-    config: Config
-    store: StateStore
-    book: MetricsBook
-    drain: OutboxDrain | None
-    commit_lock: threading.Lock = field(default_factory=threading.Lock)
-    stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
-    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-    caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
-    _recounted: dict[str, float] = field(default_factory=dict)  # source -> monotonic time of the last recount
-
-    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = (), *, recount: bool = False) -> None:
-        """`recount`: refresh the in-progress gauge now (the end of a poll);
-        otherwise it is refreshed at most every RECOUNT_SECONDS, as counting
-        open runs costs a scan of them."""
-        runs = batch.runs
-        outbox = self._spans(runs)
-        updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
-        updates += event_updates(source.name, source.platform, batch.events)
-        updates += [
-            Update(Op.INC, "agent_exporter_records_total", (source.name, k), n) for k, n in batch.records.items()
-        ]
-        reasons: dict[str, int] = {}
-        for rejected in batch.rejected:
-            reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
-            log.warning(
-                "rejected a record (or a field of one) that does not parse: %s",
-                rejected.detail,
-                extra={"source": source.name, "record_id": rejected.record_id},
-            )
-        updates += [
-            Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()
-        ]
-        updates += extra
-        limit = self.config.traces.outbox_max_spans
-        bound: int | None = limit
-        if outbox and self.drain and not self.drain.make_room(sum(n for _, n, _ in outbox), limit, self.stop):
-            bound = None  # the backend takes spans: drop none
-        with self.commit_lock:
-            staged = self.book.stage(updates)
-            dropped = self.store.commit(source.name, batch, outbox, self.book.persisted_form(staged), bound)
-            if dropped.spans:
-                staged.update(
-                    self.book.stage(
-                        [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]
-                    )
-                )
-                self.store.write_series(self.book.persisted_form(staged))
-                log.warning(
-                    "outbox full (trace backend failing): dropped the %d oldest span(s), the traces of %d run(s): %s",
-                    dropped.spans,
-                    len(dropped.runs),
-                    run_list(dropped.runs),
-                )
-            self.book.publish(staged)
-        self._refresh_gauges(source.name, source.platform, batch, recount)
-        if outbox and self.drain:
-            self.drain.notify()
-
-    def _spans(self, runs: list[Run]) -> list[tuple[str, int, bytes]]:
-        if self.drain is None:
-            return []  # traces are off
-        traces = self.config.traces
-        return [
-            (run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length)) for run in runs
-        ]
-
-    def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
-        now = time.monotonic()
-        if recount or now - self._recounted.get(source, float("-inf")) >= RECOUNT_SECONDS:
-            self._recounted[source] = now
-            counts = self.store.open_run_counts(source)
-            self.book.replace_live(
-                "agent_runs_in_progress",
-                (source, platform),
-                {(source, platform, agent): float(n) for agent, n in counts.items()},
-            )
-        if batch.caught_up_to is not None:
-            self.caught_up[source] = batch.caught_up_to
-        if source in self.caught_up:
-            # On every commit, failed polls included (their accounting commits an
-            # empty batch): while no data arrives, the lag grows.
-            lag = max(0.0, (self.clock() - self.caught_up[source]).total_seconds())
-            self.book.set_live("agent_exporter_data_lag_seconds", (source,), lag)
-        self.book.set_live("agent_exporter_outbox_spans", (), float(self.store.outbox_spans()))
 
 
 class SourceJob:
@@ -274,10 +171,7 @@ def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
         zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
         pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
     zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
-    with pipeline.commit_lock:
-        staged = pipeline.book.stage(zero)
-        pipeline.store.write_series(pipeline.book.persisted_form(staged))
-        pipeline.book.publish(staged)
+    pipeline.recorder.record(zero, pipeline.store.write_series)
     pipeline.book.set_live("agent_exporter_outbox_spans", (), float(pipeline.store.outbox_spans()))
 
 

@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from exporter.config import SourceConfig
 from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run
-from exporter.simulator import Simulator
+from exporter.sources.registry import PLATFORMS
+from simulator import Simulator
 
 T = TypeVar("T")
 
@@ -28,22 +28,24 @@ def source_config(
     option_map: Mapping[str, object] | None = None,
     **options: object,
 ) -> SourceConfig:
-    """A SourceConfig whose options are `option_map` with the keyword
-    `options` over it. Helpers that gather options in a dict pass it as
+    """A SourceConfig whose options (its platform's options dataclass, with
+    its defaults) are `option_map` with the keyword `options` over it. Helpers that gather options in a dict pass it as
     `option_map`: `**` of a dict[str, object] could also fill the named
     parameters, so mypy rejects it."""
+    platform = PLATFORMS[type_]
     return SourceConfig(
         name=name,
         type=type_,
         base_url=base_url,
         secret=secret,
+        secret_key=platform.secret_key,
         interval=1.0,
         timeout=5.0,
         max_requests_per_minute=None,
         start_from=start_from,
         headers={},
         enabled=True,
-        options=MappingProxyType({**(option_map or {}), **options}),
+        options=platform.options(**{**(option_map or {}), **options}),
     )
 
 

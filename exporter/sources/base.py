@@ -8,7 +8,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import ClassVar, Protocol, TypeVar
 
@@ -80,14 +80,16 @@ class Source(Protocol):
 
 
 class PlatformSource:
-    """What every platform source has: its identity and its one HTTP client."""
+    """What every platform source has: its identity, where its history
+    starts, and its one HTTP client. A reader reads its own options in
+    `configure` and, when its credential is not a bearer token, says how it
+    is sent in `auth`."""
 
     PLATFORM: ClassVar[builtins.str]
 
     def __init__(
         self,
         config: SourceConfig,
-        auth: Mapping[builtins.str, builtins.str],
         *,
         transport: httpx.BaseTransport | None = None,
         stop: threading.Event | None = None,
@@ -95,8 +97,17 @@ class PlatformSource:
         self.name = config.name
         self.platform = self.PLATFORM
         self.base_url = config.base_url
-        self._client = ApiClient.for_source(config, auth, transport=transport, stop=stop)
+        self.start_from = timedelta(seconds=config.start_from)  # how far back the first poll reads
+        self.configure(config)
+        self._client = ApiClient.for_source(config, self.auth(config), transport=transport, stop=stop)
         self.stats = self._client.stats
+
+    def configure(self, config: SourceConfig) -> None:
+        """Take the platform's options (`<Type>Options.of(config.options)`)."""
+
+    def auth(self, config: SourceConfig) -> Mapping[builtins.str, builtins.str]:
+        """The headers that carry the credential."""
+        return {"Authorization": f"Bearer {config.secret or ''}"}
 
     def close(self) -> None:
         self._client.close()
@@ -239,6 +250,19 @@ def envelope(source: str, body: object, *path: str) -> object:
     return node
 
 
+def run_key(run_id: str) -> str:
+    """The dedup key of an exported run: a run with this key stored is never
+    exported again."""
+    return f"run:{run_id}"
+
+
+def export_run(batch: Batch, run: Run, at: datetime) -> None:
+    """Add a finished run to the batch with its dedup key, kept for `at`
+    (the time that the reader's listing window is judged by)."""
+    batch.runs.append(run)
+    batch.seen_add[run_key(run.run_id)] = at.timestamp()
+
+
 GROUP_CHANGES = 50  # runs finished, opened or changed per grouped commit
 
 
@@ -263,13 +287,23 @@ def grouped(batches: Iterable[Batch], changes: int = GROUP_CHANGES) -> Iterator[
         yield pending
 
 
+def rejected(err: BadRecordError) -> Rejected:
+    """A record that does not parse, as the batch reports it (counted and logged)."""
+    return Rejected(reason=err.reason, record_id=err.record_id, detail=err.message)
+
+
+def count(batch: Batch, kind: str) -> None:
+    """One more record of `kind` read (agent_exporter_records_total)."""
+    batch.records[kind] = batch.records.get(kind, 0) + 1
+
+
 def parse_each(source: str, items: object, parse: Callable[[object], T], batch: Batch, kind: str) -> Iterator[T]:
     """Parse a page's items, rejecting (counting and skipping) the bad ones."""
     if not isinstance(items, list):
         raise BadResponseError(source, "page items are not a list")
     for item in items:
-        batch.records[kind] = batch.records.get(kind, 0) + 1
+        count(batch, kind)
         try:
             yield parse(item)
         except BadRecordError as err:
-            batch.rejected.append(Rejected(reason=err.reason, record_id=err.record_id, detail=err.message))
+            batch.rejected.append(rejected(err))

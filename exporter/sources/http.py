@@ -75,6 +75,13 @@ class BadRecordError(SourceError):
         self.record_id = record_id
 
 
+class NotFound(BadResponseError):
+    """HTTP 404: the thing asked for does not exist (or is not visible)."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(source, message, status=404)
+
+
 class CursorLoopError(BadResponseError):
     """The platform handed back a cursor already followed in this poll."""
 
@@ -227,6 +234,8 @@ class ApiClient:
             raise RetryableError(self.source, f"GET {path}: HTTP 429 rate limited", retry_after=wait)
         if code >= 500:
             raise RetryableError(self.source, f"GET {path}: HTTP {code}")
+        if code == 404:
+            raise NotFound(self.source, f"GET {path}: HTTP 404: {_error_text(response)}")
         if code >= 400:
             raise BadResponseError(self.source, f"GET {path}: HTTP {code}: {_error_text(response)}", status=code)
         try:

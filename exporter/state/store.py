@@ -1,6 +1,6 @@
 """The SQLite store: checkpoints, open runs, dedup keys, metric series and the
-span outbox. All SQL lives here. A poll's batch is written in one
-transaction, so a crash leaves either all of it or none of it.
+span outbox. All SQL lives here (the schema in schema.py). A poll's batch is
+written in one transaction, so a crash leaves either all of it or none of it.
 """
 
 from __future__ import annotations
@@ -14,34 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.model import Batch, OpenRun
-
-SCHEMA_VERSION = 2
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS checkpoints(source TEXT PRIMARY KEY, data TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS open_runs(
-    source TEXT NOT NULL, run_id TEXT NOT NULL, agent TEXT NOT NULL, opened_at REAL NOT NULL,
-    finished INTEGER NOT NULL, data TEXT NOT NULL, PRIMARY KEY(source, run_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS open_runs_finished ON open_runs(source, finished);
-CREATE INDEX IF NOT EXISTS open_runs_age ON open_runs(source, opened_at);
-CREATE TABLE IF NOT EXISTS open_items(
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, run_id TEXT NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS open_items_run ON open_items(source, run_id, id);
-CREATE TABLE IF NOT EXISTS seen(
-    source TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, PRIMARY KEY(source, key)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS seen_at ON seen(source, at);
-CREATE TABLE IF NOT EXISTS series(
-    name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS outbox(
-    id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,
-    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT);
-"""
-# Each step takes a state file from version N to N+1, in one transaction.
-MIGRATIONS: dict[int, str] = {
-    # 1 -> 2: outbox rows name their run, so a row dropped or refused is logged with the run's id
-    # (open_items, new in 2, is made by SCHEMA).
-    1: "ALTER TABLE outbox ADD COLUMN run TEXT",
-}
+from exporter.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
 LOOKUP_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
@@ -338,10 +311,6 @@ class StateStore:
                 self._write_series(db, series)
             self._outbox_total = total
 
-    def outbox_failed(self, ids: list[int]) -> None:
-        with self._lock, self._transaction() as db:
-            db.executemany("UPDATE outbox SET attempts=attempts+1 WHERE id=?", ((i,) for i in ids))
-
     def outbox_spans(self) -> int:
         with self._lock:
             return self._outbox_sum(self._db)
@@ -390,35 +359,6 @@ def _chunks(values: Iterable[str]) -> Iterator[list[str]]:
 
 def _open_run(row: tuple[str, str, float, int, str]) -> OpenRun:
     return OpenRun(run_id=row[0], agent=row[1], opened_at=row[2], finished=bool(row[3]), data=json.loads(row[4]))
-
-
-class SourceStateView:
-    """The read-only view a source gets of its own committed state."""
-
-    def __init__(self, store: StateStore, source: str) -> None:
-        self._store = store
-        self._source = source
-
-    def open_run(self, run_id: str) -> OpenRun | None:
-        return self._store.open_run(self._source, run_id)
-
-    def open_runs(self) -> Iterator[OpenRun]:
-        return self._store.open_runs(self._source)
-
-    def finished_open_runs(self, limit: int) -> list[OpenRun]:
-        return self._store.finished_open_runs(self._source, limit)
-
-    def is_seen(self, key: str) -> bool:
-        return self._store.is_seen(self._source, key)
-
-    def seen_among(self, keys: Iterable[str]) -> set[str]:
-        return self._store.seen_among(self._source, keys)
-
-    def open_runs_among(self, run_ids: Iterable[str]) -> dict[str, OpenRun]:
-        return self._store.open_runs_among(self._source, run_ids)
-
-    def open_items_among(self, run_ids: Iterable[str]) -> dict[str, tuple[object, ...]]:
-        return self._store.open_items_among(self._source, run_ids)
 
 
 def _compact_json(data: object) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.otlp_receiver import OtlpReceiver
+from testkit.receiver import OtlpReceiver
 
 
 @pytest.fixture

@@ -1,41 +1,19 @@
-"""Real processes for integration tests: the exporter as a subprocess,
-free ports, /metrics scraped over HTTP and parsed."""
+"""Real processes for integration tests: the exporter as a subprocess, its
+/metrics scraped over HTTP (parsed by testkit) and summed by label."""
 
 from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
-import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.exporter_io import parse_metrics
 from tests.conftest import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def write_config(
-    path: Path, sources: list[dict[str, object]], *, port: int, traces: dict[str, object], **top: object
-) -> Path:
-    config = {
-        "listen": f"127.0.0.1:{port}",
-        "state": {"path": str(path.parent / "state.db")},
-        "traces": traces,
-        "sources": sources,
-        **top,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 class ExporterProcess:
@@ -82,15 +60,6 @@ class ExporterProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         return self.proc.wait(timeout=timeout)
-
-
-def parse_metrics(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Prometheus text -> {(sample name, sorted labels): value}."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
 
 
 def by_label(

@@ -29,8 +29,8 @@ import httpx
 import pytest
 import yaml
 
+from testkit.exporter_io import free_port
 from tests.conftest import wait_for
-from tests.integration.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "config" / "alerts.yml"

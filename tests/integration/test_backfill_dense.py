@@ -24,13 +24,15 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator, SimulatorOptions
+from exporter.sources.registry import PLATFORMS as REGISTERED
 from exporter.state.store import StateStore
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import ExporterProcess, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver
+from tests.integration.helpers import ExporterProcess
 
-PLATFORMS = ("runtools", "agent_activities", "bctrl", "runtype")
+PLATFORMS = tuple(REGISTERED)
 SOURCE = {"runtools": "rt", "agent_activities": "aa", "bctrl": "bc", "runtype": "ry"}
 HISTORY_RUNS = 500  # per platform; about 4,000 runtools events
 OUTBOX_MAX_SPANS = 300  # far below the history's ~6,000 spans

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from exporter.sources.registry import PLATFORMS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,7 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr[-5000:]
     results = json.loads(out.read_text())
 
-    platforms = ("runtools", "agent_activities", "bctrl", "runtype")
+    platforms = tuple(PLATFORMS)
     throughput = {t["platform"]: t for t in results["throughput"]}
     assert set(throughput) == set(platforms)
     for t in throughput.values():

@@ -21,10 +21,11 @@ from typing import Any
 
 import httpx
 
-from exporter.simulator import Simulator, SimulatorOptions, parse_faults
+from simulator import Simulator, SimulatorOptions, parse_faults
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver, ReceivedSpan
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.integration.helpers import ExporterProcess, by_label
 
 FAULTS = "429=0.05,500=0.05,html=0.03,truncate=0.03,slow=0.02,dup=0.1,oddtime=0.2,backwards=0.1,junk=0.1"
 RUN_SECONDS = (1.0, 5.0)

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.simulator import Simulator, SimulatorOptions
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import ExporterProcess, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver
+from tests.integration.helpers import ExporterProcess
 
 
 @pytest.fixture(scope="module")

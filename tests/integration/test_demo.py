@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from testkit.exporter_io import free_port
 from tests.conftest import wait_for
-from tests.integration.helpers import free_port
 
 DEMO_INTERVAL = 5.0  # config/demo.yaml
 

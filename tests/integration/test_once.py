@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from exporter.convert.traces import trace_id_for
-from exporter.simulator import Simulator, SimulatorOptions
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver
 from tests.conftest import truth_of
-from tests.integration.helpers import free_port, write_config
-from tests.otlp_receiver import OtlpReceiver
 
 
 @pytest.fixture(scope="module")

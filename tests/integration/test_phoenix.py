@@ -28,9 +28,9 @@ import httpx
 import pytest
 
 from exporter.convert.traces import trace_id_for
-from exporter.simulator import Simulator, SimulatorOptions
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import free_port, write_config
 from tests.integration.stack import Phoenix
 
 PROJECT = "agent-activity-exporter-test"

@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 
 from exporter.convert.traces import trace_id_for
-from exporter.simulator import Simulator, SimulatorOptions
+from exporter.sources.registry import PLATFORMS as REGISTERED
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver, ReceivedSpan
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.integration.helpers import ExporterProcess, by_label
 
 RUN_SECONDS = (1.0, 5.0)
-PLATFORMS = ("runtools", "agent_activities", "bctrl", "runtype")
+PLATFORMS = tuple(REGISTERED)
 ERROR = 2
 
 

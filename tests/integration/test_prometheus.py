@@ -45,9 +45,12 @@ import pytest
 import yaml
 
 from exporter.convert.metrics import METRICS
-from exporter.simulator import Simulator, SimulatorOptions, parse_faults
+from exporter.sources.registry import PLATFORMS
+from simulator import Simulator, SimulatorOptions, parse_faults
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver, ReceivedSpan
 from tests.conftest import json_of, wait_for
-from tests.integration.helpers import ExporterProcess, free_port, write_config
+from tests.integration.helpers import ExporterProcess
 from tests.integration.stack import (
     ALERT_TESTS,
     ALERTS,
@@ -67,7 +70,6 @@ from tests.integration.stack import (
     signals,
     variable_expressions,
 )
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 
 # config/prometheus.yml marks it critical. It is a runtools agent of the simulator
 # whose history (seed 5) has a failed and a timed-out run.
@@ -299,7 +301,7 @@ def test_duration_exemplars_carry_trace_ids_of_delivered_traces(stack: Stack) ->
     def of_every_platform() -> list[tuple[dict[str, str], dict[str, Any]]]:
         found = exemplars()
         platforms = {labels["platform"] for labels, _ in found}
-        return found if platforms == {"runtools", "agent_activities", "bctrl", "runtype"} else []
+        return found if platforms == set(PLATFORMS) else []
 
     found = wait_for(of_every_platform, timeout=60, what="exemplars of every platform in Prometheus")
 

@@ -19,10 +19,11 @@ from typing import Any, cast
 import pytest
 
 from exporter.convert.traces import trace_id_for
-from exporter.simulator import Simulator, SimulatorOptions
+from simulator import Simulator, SimulatorOptions
+from testkit.exporter_io import free_port, write_config
+from testkit.receiver import OtlpReceiver, ReceivedSpan
 from tests.conftest import truth_of, wait_for
-from tests.integration.helpers import ExporterProcess, by_label, free_port, write_config
-from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.integration.helpers import ExporterProcess, by_label
 
 KEY = "sim-runtools-key"
 RUN_SECONDS = (1.0, 4.0)

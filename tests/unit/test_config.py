@@ -17,23 +17,31 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 
 import pytest
 import yaml
 
 from exporter.config import (
-    SOURCE_TYPES,
     Config,
     ConfigError,
     format_duration,
     load_config,
     parse_duration,
 )
+from exporter.config.options import Options
 from exporter.redact import Redactor
+from exporter.sources.agent_activities.options import AgentActivitiesOptions
+from exporter.sources.bctrl.options import BctrlOptions
+from exporter.sources.registry import PLATFORMS
+from exporter.sources.runtools.options import RuntoolsOptions
+from exporter.sources.runtype.options import RuntypeOptions
 
 CONFIGS = Path(__file__).parent / "configs"
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "example.yaml"
+
+
+def option_values(options: Options) -> dict[str, object]:
+    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}  # type: ignore[arg-type]
 
 
 @dataclass
@@ -239,7 +247,7 @@ def test_defaults() -> None:
     assert source.secret == "rt-key-minimal"
     assert (source.interval, source.timeout, source.start_from) == (30.0, 10.0, 3600.0)
     assert source.max_requests_per_minute is None and source.headers == {} and source.enabled
-    assert dict(source.options) == {"filters": {}, "lookback": 30.0, "page_size": 200, "max_window": 3600.0}
+    assert option_values(source.options) == {"filters": {}, "lookback": 30.0, "page_size": 200, "max_window": 3600.0}
 
 
 def test_substitution_defaults_escapes_and_typed_values() -> None:
@@ -266,7 +274,7 @@ def test_a_list_from_one_variable_is_comma_separated(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     config = load_config(path, env={"AGENT_UIDS": "uid-1, uid-2,uid-3"})
-    assert config.sources[0].options["agents"] == ("uid-1", "uid-2", "uid-3")
+    assert AgentActivitiesOptions.of(config.sources[0].options).agents == ("uid-1", "uid-2", "uid-3")
     path.write_text(path.read_text().replace("'${AGENT_UIDS}'", "'uid-1,uid-2'"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"sources\[0\]\.agents: must be a list"):
         load_config(path, env={})  # a literal string in the file stays a type error
@@ -290,14 +298,14 @@ def test_options_filled_and_immutable() -> None:
     assert bctrl.base_url == "http://127.0.0.1:8080/bctrl"  # trailing slash dropped
     assert (bctrl.interval, bctrl.timeout, bctrl.start_from) == (1.0, 0.5, 600.0)
     assert bctrl.max_requests_per_minute == 60
-    assert dict(bctrl.options) == {
+    assert option_values(bctrl.options) == {
         "level": None,
         "categories": ("action", "system"),
         "runs": ("run_1", "run_2"),
         "page_size": 10,
         "lookback": 0.5,
     }
-    assert dict(aa.options) == {
+    assert option_values(aa.options) == {
         "agents": ("agt_1",),
         "auth_header": "X-Token",
         "auth_scheme": "",
@@ -307,9 +315,9 @@ def test_options_filled_and_immutable() -> None:
         "inflight_every": 5,
     }
     assert aa.enabled is False
-    assert isinstance(bctrl.options, MappingProxyType)
-    with pytest.raises(TypeError):
-        bctrl.options["page_size"] = 1  # type: ignore[index]
+    assert isinstance(bctrl.options, BctrlOptions)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        bctrl.options.page_size = 1  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         bctrl.interval = 5.0  # type: ignore[misc]
     assert (config.listen_host, config.listen_port) == ("127.0.0.1", 0)
@@ -317,9 +325,9 @@ def test_options_filled_and_immutable() -> None:
 
 
 def test_every_type_has_an_options_entry_and_a_secret_key() -> None:
-    assert set(SOURCE_TYPES) == {"runtools", "agent_activities", "bctrl", "runtype"}
-    assert SOURCE_TYPES["runtools"].secret_key == "api_key"
-    assert {t.secret_key for name, t in SOURCE_TYPES.items() if name != "runtools"} == {"token"}
+    assert set(PLATFORMS) == {"runtools", "agent_activities", "bctrl", "runtype"}
+    assert PLATFORMS["runtools"].secret_key == "api_key"
+    assert {t.secret_key for name, t in PLATFORMS.items() if name != "runtools"} == {"token"}
 
 
 @pytest.mark.parametrize(
@@ -590,9 +598,9 @@ def test_example_yaml_loads() -> None:
         ("runtype", "runtype"),
     ]
     assert config.traces.url == "http://localhost:4318/v1/traces"
-    assert config.sources[0].options["filters"] == {"resource_type": "agent"}
-    assert config.sources[2].options["level"] == "summary"
-    assert config.sources[3].options["agents"] == "all"
+    assert RuntoolsOptions.of(config.sources[0].options).filters == {"resource_type": "agent"}
+    assert BctrlOptions.of(config.sources[2].options).level == "summary"
+    assert RuntypeOptions.of(config.sources[3].options).agents == "all"
 
 
 def test_example_yaml_needs_its_variables() -> None:
@@ -621,8 +629,8 @@ def test_example_yaml_documents_every_key() -> None:
     }
     keys |= {"max_agents", "max_tools", "max_open_age"}
     keys |= {"name", "type", "base_url", "interval", "max_requests_per_minute", "start_from", "enabled"}
-    for spec in SOURCE_TYPES.values():
-        keys |= {spec.secret_key, *spec.options}
+    for spec in PLATFORMS.values():
+        keys |= {spec.secret_key, *spec.options.specs()}
     missing = sorted(
         key
         for key in keys

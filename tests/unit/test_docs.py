@@ -1,4 +1,5 @@
-"""The docs match the code: the README's metric table and the declared metrics."""
+"""The docs match the code: the README's metric table and the declared
+metrics; every registered platform documented where a user looks for it."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 from exporter.convert.metrics import METRICS
+from exporter.sources.registry import PLATFORMS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,6 +25,17 @@ def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
 def test_readme_metric_table_matches_the_declared_metrics() -> None:
     declared = {spec.name: (spec.kind.value, spec.labels) for spec in METRICS}
     assert readme_metrics() == declared
+
+
+def test_every_registered_platform_is_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    read_table = set(re.findall(r"^\| `([a-z_]+)` \|", readme.split("### How each platform is read")[1], re.MULTILINE))
+    sections = set(re.findall(r"^## ([a-z_]+):", (ROOT / "docs" / "platforms.md").read_text(), re.MULTILINE))
+    demo = (ROOT / "config" / "demo.yaml").read_text()
+    for name in PLATFORMS:
+        assert name in read_table, f"README's 'How each platform is read' has no row for {name}"
+        assert name in sections, f"docs/platforms.md has no section for {name}"
+        assert re.search(rf"^\s+type: {name}$", demo, re.MULTILINE), f"config/demo.yaml has no {name} source"
 
 
 def test_relative_links_in_the_docs_lead_to_files_of_the_repository() -> None:

@@ -13,12 +13,12 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.sources.agent_activities import AgentActivitiesSource
+from exporter.sources.agent_activities.reader import AgentActivitiesSource
 from exporter.sources.base import PollContext
-from exporter.sources.bctrl import BctrlSource
+from exporter.sources.bctrl.reader import BctrlSource
 from exporter.sources.http import BadResponseError
-from exporter.sources.runtools import RuntoolsSource
-from exporter.sources.runtype import RuntypeSource
+from exporter.sources.runtools.reader import RuntoolsSource
+from exporter.sources.runtype.reader import RuntypeSource
 from tests.conftest import MemoryState, NoWait, source_config
 
 NOW = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)

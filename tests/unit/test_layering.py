@@ -1,12 +1,18 @@
 """The one-way data flow (docs/design.md: sources -> model -> convert ->
-export, state apart), checked on the imports themselves."""
+export, state apart), checked on the imports themselves; and the packages
+beside the exporter kept apart from it: the simulator imports nothing of the
+exporter, the exporter nothing of the simulator but for its `simulate` and
+`demo` commands, and testkit neither the tests nor the benchmarks."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "exporter"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "exporter"
+SIMULATOR = ROOT / "simulator"
+TESTKIT = ROOT / "testkit"
 
 # module prefix -> exporter modules it may import (prefix match)
 ALLOWED = {
@@ -15,10 +21,14 @@ ALLOWED = {
         "exporter.sources.base",
         "exporter.sources.http",
         "exporter.config",
+        "exporter.config.",
         "exporter.sources.",
         "exporter.retry_after",
         "exporter.httpx_response",
     ),
+    # The loader reaches the platform registry from inside load_config only
+    # (the platforms' options import the config's validators).
+    "exporter.config.": ("exporter.config", "exporter.config.", "exporter.redact", "exporter.sources.registry"),
     "exporter.convert.": ("exporter.model", "exporter.convert."),
     "exporter.state.": ("exporter.model", "exporter.state."),
     "exporter.export.": (
@@ -31,19 +41,37 @@ ALLOWED = {
         "exporter.retry_after",
         "exporter.httpx_response",
     ),
+    "exporter.pipeline": (
+        "exporter.model",
+        "exporter.convert.",
+        "exporter.export.",
+        "exporter.state.",
+        "exporter.sources.base",
+        "exporter.sources.http",
+        "exporter.config",
+    ),
     "exporter.server": ("exporter.server",),
-    "exporter.simulator.": ("exporter.simulator.",),
 }
 
 
-def exporter_imports(path: Path) -> set[str]:
+def imports(path: Path) -> set[str]:
+    """Every module `path` imports by absolute name (inside functions too)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.add(node.module)
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-    return {m for m in found if m == "exporter" or m.startswith("exporter.")}
+    return found
+
+
+def imports_of(path: Path, package: str) -> set[str]:
+    """The modules of `package` (itself included) that `path` imports."""
+    return {m for m in imports(path) if m == package or m.startswith(package + ".")}
+
+
+def exporter_imports(path: Path) -> set[str]:
+    return imports_of(path, "exporter")
 
 
 def module_name(path: Path) -> str:
@@ -70,5 +98,39 @@ def test_imports_follow_the_data_flow() -> None:
 
 
 def test_simulator_shares_no_code_with_the_exporter() -> None:
-    for path in (PACKAGE / "simulator").rglob("*.py"):
-        assert all(m.startswith("exporter.simulator") for m in exporter_imports(path)), path
+    paths = sorted(SIMULATOR.rglob("*.py"))
+    assert paths, SIMULATOR
+    assert {str(p.relative_to(ROOT)): sorted(exporter_imports(p)) for p in paths if exporter_imports(p)} == {}
+
+
+def test_only_the_command_line_imports_the_simulator() -> None:
+    # The `simulate` and `demo` commands run it; nothing else in the product does.
+    importers = {str(p.relative_to(ROOT)) for p in sorted(PACKAGE.rglob("*.py")) if imports_of(p, "simulator")}
+    assert importers <= {"exporter/cli.py"}
+
+
+def test_testkit_imports_neither_the_tests_nor_the_benchmarks() -> None:
+    paths = sorted(TESTKIT.rglob("*.py"))
+    assert paths, TESTKIT
+    found = {
+        str(p.relative_to(ROOT)): sorted(imports_of(p, "tests") | imports_of(p, "benchmarks"))
+        for p in paths
+        if imports_of(p, "tests") | imports_of(p, "benchmarks")
+    }
+    assert found == {}
+
+
+def test_benchmarks_and_tests_share_through_testkit_only() -> None:
+    # Neither imports the other (test_benchmarks_smoke.py runs the benchmarks
+    # as programs, without importing them); what both need is in testkit/.
+    benchmarks = {
+        str(p.relative_to(ROOT)): sorted(imports_of(p, "tests"))
+        for p in sorted((ROOT / "benchmarks").rglob("*.py"))
+        if imports_of(p, "tests")
+    }
+    tests = {
+        str(p.relative_to(ROOT)): sorted(imports_of(p, "benchmarks"))
+        for p in sorted((ROOT / "tests").rglob("*.py"))
+        if imports_of(p, "benchmarks")
+    }
+    assert (benchmarks, tests) == ({}, {})

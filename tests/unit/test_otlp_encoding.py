@@ -16,14 +16,9 @@ from opentelemetry.sdk.resources import Resource
 
 from exporter.convert.protobuf import SpanWriter, varint
 from exporter.convert.traces import run_to_protobuf, run_to_spans
-from exporter.export.otlp import (
-    _Encoder,
-    encode_payload,
-    encode_protobuf_payload,
-    json_spans,
-    resource_attributes,
-    to_readable_span,
-)
+from exporter.export.otlp import _Encoder, resource_attributes
+from exporter.export.otlpjson import encode_payload, encode_protobuf_payload, json_spans
+from exporter.export.sdkspan import to_readable_span
 from exporter.model import ActivityEvent, Attributes, Run, RunStatus, Step, ToolCall, ToolStatus
 from tests.conftest import json_of
 from tests.unit.test_traces import T0, make_run

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from exporter.export.otlp import DELIVERED, OutboxDrain, Outcome, SendResult
-from exporter.export.registry import MetricsBook
+from exporter.export.otlp import DELIVERED, Outcome, SendResult
+from exporter.export.outbox import OutboxDrain
+from exporter.export.prometheus import MetricsBook
 from exporter.model import Batch, Run
+from exporter.pipeline import Recorder
 from exporter.state.store import StateStore
 
 
@@ -43,7 +45,7 @@ def store(tmp_path: Path) -> Iterator[StateStore]:
 
 
 def drain_over(store: StateStore, backend: Backend) -> OutboxDrain:
-    return OutboxDrain(store, backend, MetricsBook({}, max_agents=10, max_tools=10), threading.Lock())
+    return OutboxDrain(backend, Recorder(store, MetricsBook({}, max_agents=10, max_tools=10)))
 
 
 def fill(store: StateStore, rows: int, spans: int = 10) -> None:

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.convert.metrics import METRICS, Op, Update, run_updates
-from exporter.export.registry import ActivityCollector, MetricsBook
+from exporter.export.prometheus import ActivityCollector, MetricsBook
 from exporter.model import Run, RunStatus, ToolCall, ToolStatus
 
 T0 = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)

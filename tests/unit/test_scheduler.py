@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from exporter.config import Config, load_config
-from exporter.export.registry import MetricsBook
+from exporter.export.prometheus import MetricsBook
 from exporter.model import ActivityEvent, Batch, OpenRun, Run, RunStatus, Severity
-from exporter.scheduler import Pipeline, SourceJob, precreate_series
+from exporter.pipeline import Pipeline, Recorder
+from exporter.scheduler import SourceJob, precreate_series
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, RequestStats, RetryableError
 from exporter.state.store import StateStore
@@ -79,7 +80,7 @@ def make(tmp_path: Path, source: Scripted) -> tuple[SourceJob, Pipeline]:
     cfg = config(tmp_path)
     store = StateStore(cfg.state.path)
     book = MetricsBook(store.series(), max_agents=10, max_tools=10)
-    pipeline = Pipeline(config=cfg, store=store, book=book, drain=None, clock=lambda: NOW)
+    pipeline = Pipeline(config=cfg, recorder=Recorder(store, book), drain=None, clock=lambda: NOW)
     precreate_series(pipeline, [source])
     return SourceJob(source, pipeline, interval=10.0), pipeline
 

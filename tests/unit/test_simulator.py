@@ -21,11 +21,12 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import Simulator, SimulatorOptions, parse_faults
-from exporter.simulator.clock import SimClock
-from exporter.simulator.options import PLATFORMS
-from exporter.simulator.runtools import feed_times
-from exporter.simulator.world import PROFILES, Store
+from simulator import Simulator, SimulatorOptions, parse_faults
+from simulator.clock import SimClock
+from simulator.options import PLATFORMS
+from simulator.profiles import PROFILES
+from simulator.runtools_events import feed_times
+from simulator.world import Store
 from tests.conftest import truth_of
 
 EPOCH = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""The simulator's latency and rate limit (exporter/simulator/limits.py), over
+"""The simulator's latency and rate limit (simulator/limits.py), over
 real HTTP on 127.0.0.1.
 
 The delays go through a sleep function and the rate limit's windows through
@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from exporter.simulator import PLATFORMS, Simulator, SimulatorOptions, parse_faults, parse_latency
+from simulator import PLATFORMS, Simulator, SimulatorOptions, parse_faults, parse_latency
 from tests.unit.test_simulator import Reply, call
 
 EPOCH = datetime(2026, 5, 10, 12, 0, tzinfo=timezone.utc)

@@ -15,10 +15,12 @@ import httpx
 import pytest
 
 from exporter.model import Run, RunStatus, Severity, ToolStatus
-from exporter.sources.agent_activities import AgentActivitiesSource
+from exporter.sources.agent_activities.checkpoint import AgentProgress
+from exporter.sources.agent_activities.reader import AgentActivitiesSource
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
-from exporter.state.store import SourceStateView, StateStore
+from exporter.state.store import StateStore
+from exporter.state.view import SourceStateView
 from tests.conftest import MemoryState, json_of, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agent_activities"
@@ -902,3 +904,49 @@ def test_idle_cost_is_unchanged_once_held_runs_are_settled() -> None:
     assert sorted(r.run_id for r in h.runs) == ["r1", "r2"]
     # One ask by id while r1 is held; then 1 listing per agent, the in-flight lists every 5th poll.
     assert costs == [3, 2, 2, 2, 4, 2, 2, 2, 2, 4, 2]
+
+
+# -- checkpoints written before the reader used windows.Progress -------------
+
+
+def old_window(page: int) -> dict[str, object]:
+    return {"from": iso(-30), "to": iso(60), "page": page, "per_page": 2}
+
+
+def test_checkpoint_written_by_the_old_reader_resumes_at_the_same_place() -> None:
+    api = Api(cap=2)
+    for i in range(6):
+        api.add(f"r{i}", i, i + 1)
+    h = Harness(api)
+    h.state.checkpoint = {"agents": {"agent-a": {"watermark": iso(0), "inflight_wait": 3, "window": old_window(2)}}}
+    h.poll(T0 + timedelta(minutes=2), stop_after=1)
+    resumed = api.requests[0].url.params
+    assert (resumed["page"], resumed["completed_on_from"], resumed["completed_on_to"]) == (
+        "2",
+        "2026-03-19T14:29:30.000Z",
+        "2026-03-19T14:31:00.000Z",
+    )
+    # Written back in the very shape (and key order) the old reader wrote.
+    expected = {"agents": {"agent-a": {"watermark": iso(0), "inflight_wait": 3, "window": old_window(3)}}}
+    assert json.dumps(h.state.checkpoint) == json.dumps(expected)
+    h.poll(T0 + timedelta(minutes=2))
+    assert [r.run_id for r in h.runs] == ["r2", "r3", "r4", "r5"]
+    assert json.dumps(h.state.checkpoint) == json.dumps(
+        {"agents": {"agent-a": {"watermark": iso(120), "inflight_wait": 4}}}
+    )
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {},
+        {"window": old_window(2)},
+        {"watermark": iso(60)},
+        {"watermark": iso(60), "inflight_wait": 0},
+        {"watermark": iso(60), "inflight_wait": 4, "window": old_window(5)},
+    ],
+)
+def test_checkpoint_entries_round_trip_byte_for_byte(entry: dict[str, object]) -> None:
+    progress = AgentProgress.from_json(entry, T0)
+    assert json.dumps(progress.to_json()) == json.dumps(entry)
+    assert progress.read is ("watermark" in entry)

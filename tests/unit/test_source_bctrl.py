@@ -16,9 +16,10 @@ import httpx
 import pytest
 import yaml
 
-from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus, parse_time
+from exporter.model import Batch, OpenRun, Run, RunStatus, Severity, ToolStatus, parse_time
 from exporter.sources.base import PollContext
-from exporter.sources.bctrl import BctrlSource, parse_item
+from exporter.sources.bctrl.api import parse_item
+from exporter.sources.bctrl.reader import BctrlSource
 from exporter.sources.http import AuthError, BadRecordError, BadResponseError, CursorLoopError, RetryableError
 from tests.conftest import MemoryState, NoWait, source_config
 
@@ -693,3 +694,62 @@ def test_probe() -> None:
     assert fake.requests[-1].url.params["limit"] == "1"
     fake.add_items("f1", run_start("f1", NOW))
     assert make_source(fake, runs=("f1",)).probe().startswith("ok: GET /v1/runs/f1/activity returned 1 item")
+
+
+# -- state written before the reader was split (exporter/sources/bctrl.py) ----------------
+
+
+def test_state_written_by_the_old_reader_resumes_where_it_left_off() -> None:
+    """An exporter upgraded in place: the checkpoint, an open run's data and
+    the dedup keys, literally as the single-module reader stored them."""
+    fake = FakeBctrl()
+    t0 = NOW - timedelta(minutes=10)
+    fake.add_run("r1", t0, status="succeeded", runtime="rt_a", endedAt=iso(t0 + timedelta(seconds=5)))
+    fake.add_run("done", t0 - timedelta(minutes=1), status="succeeded")
+    fake.add_items(
+        "r1",
+        run_start("r1", t0),
+        item("i1", "r1", t0 + timedelta(seconds=1), status="running", commandId="c1", title="Type"),
+        item("i2", "r1", t0 + timedelta(seconds=2), status="succeeded", commandId="c1", title="Type"),
+        run_end("r1", t0 + timedelta(seconds=5)),
+    )
+    state = MemoryState()
+    state.checkpoint = {"watermark": (NOW - timedelta(minutes=5)).isoformat()}
+    state.seen = {"run:done": (t0 - timedelta(minutes=1)).timestamp()}
+    # [id, time, category, level, severity, status, title, type,
+    #  message, commandId, correlationId, contextId, pageId, artifactId]
+    start = ["r1-start", t0.isoformat(), "system", "summary", "info", "running", "Run started", "run.started"]
+    step = ["i1", (t0 + timedelta(seconds=1)).isoformat(), "action", "summary", "info", "running", "Type"]
+    held: list[list[object]] = [
+        [*start, None, None, None, None, None, None],
+        [*step, "command.step", None, "c1", None, None, None, None],
+    ]
+    listed = {
+        "status": "running",
+        "created": t0.isoformat(),
+        "started": t0.isoformat(),
+        "ended": None,
+        "runtime": "rt_a",
+        "space": "space_1",
+    }
+    state.open["r1"] = OpenRun(
+        run_id="r1",
+        agent="rt_a",
+        opened_at=t0.timestamp(),
+        data={"v": 1, "run": listed, "cursor": "a2", "items": held, "bad": [], "runtime": "rt_1", "kind": "browser"},
+    )
+
+    poll(make_source(fake, page_size=2), state)
+
+    assert [(r.url.path, r.url.params.get("cursor")) for r in fake.requests] == [
+        ("/v1/runs", None),  # the first page already reaches watermark - lookback
+        ("/v1/runs/r1/activity", "a2"),  # the stored cursor, not the start
+    ]
+    assert [e.id for e in state.events] == ["i2", "r1-end"]  # only what the old reader had not read
+    (run,) = state.runs
+    assert (run.run_id, run.status, run.agent_id) == ("r1", RunStatus.SUCCEEDED, "rt_a")
+    assert (run.started_at, run.ended_at) == (t0, t0 + timedelta(seconds=5))
+    assert [(c.id, c.status) for c in run.tool_calls] == [("c1", ToolStatus.SUCCEEDED)]
+    assert [e.id for e in run.events] == ["r1-start", "r1-end"]
+    assert state.open == {} and state.seen["run:r1"] == t0.timestamp()
+    assert state.checkpoint == {"watermark": (NOW - timedelta(minutes=5)).isoformat()}

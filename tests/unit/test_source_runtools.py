@@ -12,11 +12,13 @@ import httpx
 import pytest
 
 from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus
-from exporter.sources import runtools
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
-from exporter.sources.runtools import RuntoolsSource
-from exporter.state.store import SourceStateView, StateStore
+from exporter.sources.runtools import api
+from exporter.sources.runtools import reader as runtools
+from exporter.sources.runtools.reader import RuntoolsSource
+from exporter.state.store import StateStore
+from exporter.state.view import SourceStateView
 from tests.conftest import source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runtools"
@@ -425,3 +427,71 @@ def test_window_bounds_are_whole_milliseconds_so_a_settled_edge_is_read_once(tmp
     h = Harness(tmp_path, feed, start_from=100.0, lookback=30.0)
     h.poll(T0 + timedelta(microseconds=900))  # between two milliseconds
     assert h.events == len(events)
+
+
+def _old_shape(checkpoint: dict[str, object]) -> dict[str, object]:
+    """A checkpoint as an exporter before issue #14 wrote it: the window as
+    {"since", "until", "cursor", "complete"}, no "settled" while reading."""
+    window = checkpoint.get("window")
+    old = {k: v for k, v in checkpoint.items() if k not in ("window", "settled")}
+    if isinstance(window, dict):
+        cursor = window.get("cursor")
+        old["window"] = {"since": window["from"], "until": window["to"], "cursor": cursor, "complete": cursor is None}
+    return old
+
+
+@pytest.mark.parametrize("stop_after", [1, 2])  # mid-window (a cursor); read to its end, runs not yet finalized
+def test_an_old_shaped_checkpoint_resumes_at_the_same_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_after: int
+) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    events = [ev(i, i, "agent.message.added") for i in range(1, 7)] + [ev(9, 8, "agent.run.completed")]
+    resumed = []
+    for shape in ("new", "old"):
+        (tmp_path / shape).mkdir()
+        feed = Feed(events, page=2)
+        first = Harness(tmp_path / shape, feed, start_from=20.0)
+        first.poll(T0 + timedelta(seconds=20), stop_after=stop_after)  # then "kill -9"
+        checkpoint = first.store.checkpoint("feed")
+        assert isinstance(checkpoint.get("window"), dict)  # part-read
+        if shape == "old":
+            first.store.commit("feed", Batch(checkpoint=_old_shape(checkpoint)), [], {}, 1000)
+            stored = first.store.checkpoint("feed")["window"]
+            assert isinstance(stored, dict) and set(stored) == {"since", "until", "cursor", "complete"}
+        done = len(feed.requests)
+        second = Harness(tmp_path / shape, feed, start_from=20.0)  # the upgraded exporter on that state file
+        second.poll(T0 + timedelta(seconds=20))
+        requests = [dict(r.url.params) for r in feed.requests[done:]]
+        resumed.append((requests, first.events + second.events, [r.run_id for r in first.runs + second.runs]))
+    assert resumed[0] == resumed[1]
+    assert resumed[1][1:] == (7, ["run_1"])  # nothing lost, nothing counted twice
+
+
+def test_the_checkpoint_keeps_the_window_being_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    feed = Feed([ev(i, i, "agent.message.added") for i in range(1, 7)], page=2)
+    h = Harness(tmp_path, feed, start_from=20.0)
+    now = T0 + timedelta(seconds=20)
+    h.poll(now, stop_after=1)
+    since, until = now - timedelta(seconds=20 + 30), now
+    assert h.store.checkpoint("feed") == {
+        "watermark": (now - timedelta(seconds=20)).isoformat(),
+        "window": {"from": since.isoformat(), "to": until.isoformat(), "cursor": "4"},
+        "settled": False,
+    }
+    h.poll(now)
+    assert h.store.checkpoint("feed") == {"watermark": until.isoformat(), "settled": False}
+
+
+@pytest.mark.parametrize(
+    ("meta", "cursor"),
+    [
+        ({"hasMore": True, "nextCursor": "c2"}, "c2"),
+        ({"hasMore": True, "nextCursor": ""}, None),  # nothing more can be asked for
+        ({"hasMore": True}, None),
+        ({"hasMore": False, "nextCursor": "c2"}, None),
+        ("not an object", None),
+    ],
+)
+def test_a_page_names_the_next_cursor_only_when_there_is_more(meta: object, cursor: str | None) -> None:
+    assert api.page("feed", {"data": {"events": []}, "meta": meta}) == api.Page([], cursor)

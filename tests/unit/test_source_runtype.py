@@ -17,7 +17,7 @@ from exporter.convert.traces import run_to_spans, run_trace_id
 from exporter.model import Run, RunStatus, ToolStatus, parse_time
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
-from exporter.sources.runtype import RuntypeSource
+from exporter.sources.runtype.reader import RuntypeSource
 from tests.conftest import MemoryState, source_config
 
 FIXTURES = Path(__file__).parent / "fixtures" / "runtype"
@@ -610,7 +610,8 @@ def test_sub_agent_roots_are_remembered_then_pruned() -> None:
 
 
 def test_real_store_round_trip(tmp_path: Path) -> None:
-    from exporter.state.store import SourceStateView, StateStore
+    from exporter.state.store import StateStore
+    from exporter.state.view import SourceStateView
 
     p = Platform(["a_sub", "b_top"])
     p.add(execution("top", "b_top", -100, "running"), execution("sub", "a_sub", -90, "running", parent="top"))
@@ -701,3 +702,57 @@ def test_a_failure_late_in_a_page_keeps_the_runs_already_done() -> None:
     h.poll(T0 + timedelta(seconds=5))
     assert sorted(r.run_id for r in h.runs) == [f"e{i:02d}" for i in range(30)]
     assert len([x for x in p.paths() if x.endswith("/tool-calls")]) == 10  # only the runs not yet exported
+
+
+# -- checkpoints written before the reader was split (windows.Progress) ---------------
+
+OLD_CHECKPOINT: dict[str, object] = {  # as the single-module reader wrote it
+    "agents": {
+        "alpha": {
+            "watermark": "2026-05-10T11:00:00+00:00",
+            "name": "Agent alpha",
+            "window": {"from": "2026-05-10T10:59:30+00:00", "to": "2026-05-10T12:00:00+00:00", "cursor": "2"},
+        },
+        "beta": {"watermark": "2026-05-10T11:30:00+00:00", "missing_since": "2026-05-10T11:59:00+00:00"},
+    },
+    "subs": {"child": ["top", (T0 - timedelta(seconds=50)).timestamp()]},
+    "listed_at": "2026-05-10T11:59:00+00:00",
+}
+
+
+def test_old_checkpoint_resumes_where_it_stopped() -> None:
+    p = Platform(["alpha", "beta"], page=2)
+    p.add(*(execution(f"e{i}", "alpha", -100 * i) for i in range(1, 8)))
+    p.add(execution("grand", "alpha", 2, parent="child"))  # "child" is known to the old `subs` only
+    h = Harness(p, tool_calls=False)
+    h.state.checkpoint = json.loads(json.dumps(OLD_CHECKPOINT))
+    h.state.seen = {
+        "run:e1": (T0 - timedelta(seconds=100)).timestamp(),
+        "run:e2": (T0 - timedelta(seconds=200)).timestamp(),
+    }
+    h.poll(T0 + timedelta(seconds=5))
+    assert [
+        (r.url.path, r.url.params.get("from"), r.url.params.get("to"), r.url.params.get("cursor")) for r in p.requests
+    ] == [
+        ("/v1/agents/alpha/executions", "2026-05-10T10:59:30.000Z", "2026-05-10T12:00:00.000Z", "2"),
+        ("/v1/agents/alpha/executions", "2026-05-10T10:59:30.000Z", "2026-05-10T12:00:00.000Z", "4"),
+        ("/v1/agents/alpha/executions", "2026-05-10T10:59:30.000Z", "2026-05-10T12:00:00.000Z", "6"),
+        ("/v1/agents/alpha/executions", "2026-05-10T11:59:30.000Z", "2026-05-10T12:00:05.000Z", None),
+    ]  # the part-read window resumed at its cursor, then the next one; beta still set aside
+    assert sorted(r.run_id for r in h.runs) == ["e3", "e4", "e5", "e6", "e7", "grand"]
+    assert h.by_id()["grand"].root_run_id == "top"  # from the old `subs`, without a request
+    assert h.agent_checkpoint("alpha") == {"watermark": "2026-05-10T12:00:05+00:00", "name": "Agent alpha"}
+    agents = cast(dict[str, object], OLD_CHECKPOINT["agents"])
+    assert h.agent_checkpoint("beta") == agents["beta"]
+    assert h.state.checkpoint["listed_at"] == OLD_CHECKPOINT["listed_at"]
+
+
+def test_old_checkpoint_is_written_back_unchanged() -> None:
+    from exporter.sources.runtype.agents import Agents
+    from exporter.sources.runtype.lineage import Lineage
+
+    agents = Agents(OLD_CHECKPOINT, T0 - timedelta(hours=1))
+    assert agents.entries_json() == OLD_CHECKPOINT["agents"]
+    assert agents.listed_at is not None and agents.listed_at.isoformat() == OLD_CHECKPOINT["listed_at"]
+    lineage = Lineage("rt", OLD_CHECKPOINT["subs"], MemoryState(), lambda exec_id, agent: None)
+    assert lineage.subs_json() == OLD_CHECKPOINT["subs"]

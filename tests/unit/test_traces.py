@@ -13,7 +13,7 @@ from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 
 from exporter.convert.traces import run_to_spans, span_id_for, trace_id_for
-from exporter.export.otlp import to_readable_span
+from exporter.export.sdkspan import to_readable_span
 from exporter.model import ActivityEvent, Run, RunStatus, Severity, ToolCall, ToolStatus
 from tests.conftest import json_of
 

@@ -1,0 +1,215 @@
+"""The outbox drain: the thread that moves spans from the outbox to the
+trace backend.
+
+It takes the oldest rows, sends them (`export.otlp`), and deletes them only
+once the backend has accepted them; on failure it keeps them and backs off.
+A row the backend rejects is dropped and counted, never retried, so one bad
+batch cannot block the outbox; retryable failures keep every span until the
+backend is back or the outbox bound drops the oldest. What it delivers, drops
+or fails to deliver is counted through the pipeline's one commit path
+(`exporter.pipeline.Recorder.record`), under its commit lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Protocol, TypeVar
+
+from exporter.convert.metrics import Op, Update
+from exporter.export.otlp import Outcome, Sender, SendResult
+from exporter.export.prometheus import MetricsBook, SeriesKey
+from exporter.model import Run
+from exporter.state.store import OutboxRow, StateStore
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_SPANS = 512
+LINGER_SECONDS = 0.2  # how long the drain waits for a batch to fill
+MAX_BACKOFF = 30.0
+MAX_RETRY_AFTER = 300.0
+
+R = TypeVar("R")
+
+
+class Recording(Protocol):
+    """The commit path the drain counts through: `exporter.pipeline.Recorder`
+    (the export layer does not import the pipeline)."""
+
+    @property
+    def store(self) -> StateStore: ...
+
+    @property
+    def book(self) -> MetricsBook: ...
+
+    def record(self, updates: Iterable[Update], write: Callable[[dict[SeriesKey, object]], R]) -> R: ...
+
+
+def run_list(runs: Iterable[tuple[str, str | None]]) -> str:
+    """Runs named in a log line as source/run id (rows from before the outbox
+    named its runs show as source/?)."""
+    return ", ".join(f"{source}/{run or '?'}" for source, run in runs)
+
+
+class OutboxDrain:
+    """Background thread moving spans from the outbox to the backend."""
+
+    def __init__(
+        self,
+        sender: Sender,
+        recorder: Recording,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = recorder.store
+        self._sender = sender
+        self._book = recorder.book
+        self._recorder = recorder
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._backoff = 0.0
+        self._failing = False
+        self._clock = clock
+        self._delivered = threading.Condition()  # notified whenever rows leave the outbox
+        self._thread = threading.Thread(target=self._loop, name="outbox-drain", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def make_room(self, spans: int, bound: int, stop: threading.Event) -> bool:
+        """Hold the polling thread while the outbox has no room for `spans`
+        more and the backend is taking spans: a backfill that reads faster
+        than the backend accepts waits for it, instead of pushing its oldest
+        traces out of a full outbox.
+
+        Returns whether the commit may drop the oldest spans to keep within
+        `bound`: only while the backend fails (or no drain thread runs), when
+        waiting cannot make room. Otherwise the batch goes in whole (one
+        larger than the bound, one committed while stopping, or one racing
+        another source's commit): the outbox may pass the bound by a batch
+        or so, and the drain catches up."""
+        while (
+            not stop.is_set()
+            and not self._failing
+            and self._thread.is_alive()
+            and self._store.outbox_spans() > 0
+            and self._store.outbox_spans() + spans > bound
+        ):
+            self._wake.set()
+            with self._delivered:
+                self._delivered.wait(0.5)  # bounded: a missed notification costs half a second
+        return self._failing or not self._thread.is_alive()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return self._sender.encode(run, capture_content, max_attribute_length)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._backoff or 1.0)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._linger()
+            while self.drain_once():
+                if self._stop.is_set():
+                    return
+                self._linger()
+
+    def _linger(self) -> None:
+        """Let a batch fill (up to LINGER_SECONDS) rather than post every
+        commit's few spans on their own: one request per MAX_BATCH_SPANS,
+        like the SDK's BatchSpanProcessor, at the cost of a fraction of a
+        second of freshness."""
+        deadline = time.monotonic() + LINGER_SECONDS  # real time, whatever clock tests inject
+        while self._store.outbox_spans() < MAX_BATCH_SPANS and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._stop.wait(min(left, LINGER_SECONDS / 4))
+
+    def drain_once(self) -> bool:
+        """Send one batch; True when something left the outbox and more may wait."""
+        rows = self._store.outbox_take(MAX_BATCH_SPANS)
+        if not rows:
+            self._backoff = 0.0
+            return False
+        by_source: dict[str, list[OutboxRow]] = {}
+        for row in rows:
+            by_source.setdefault(row.source, []).append(row)
+        for source, group in by_source.items():
+            spans = sum(r.spans for r in group)
+            result = self._sender.send(source, [r.payload for r in group])
+            if result.outcome is Outcome.DELIVERED:
+                self._finish(group, "success")
+                if self._failing:
+                    log.info("trace backend accepts spans again")
+                self._failing = False
+            elif result.outcome is Outcome.REJECTED:
+                log.error(
+                    "trace backend rejected %d span(s), dropped: %s; runs: %s",
+                    spans,
+                    result.detail,
+                    run_list((r.source, r.run) for r in group),
+                )
+                self._finish(group, "rejected")
+            else:
+                self._failed(group, result)
+                return False
+        self._backoff = 0.0
+        return True
+
+    def _finish(self, rows: list[OutboxRow], outcome: str) -> None:
+        """The rows left the outbox (delivered or rejected): delete them and
+        count their spans in one transaction."""
+        ids = [r.id for r in rows]
+        self._recorder.record(_exported(outcome, rows), lambda series: self._store.outbox_done(ids, series))
+        self._book.set_live("agent_exporter_outbox_spans", (), float(self._store.outbox_spans()))
+        with self._delivered:
+            self._delivered.notify_all()
+
+    def _failed(self, rows: list[OutboxRow], result: SendResult) -> None:
+        """Keep the spans; back off (as told, when told), log the change once."""
+        self._recorder.record(_exported("failure", rows), self._store.write_series)
+        self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
+        if result.retry_after is not None:
+            self._backoff = min(MAX_RETRY_AFTER, max(self._backoff, result.retry_after))
+        if not self._failing:
+            log.warning("cannot deliver spans, keeping them and retrying: %s", result.detail)
+        self._failing = True
+
+    def flush(self, deadline: float, *, patience: float = 0.0) -> None:
+        """Deliver what is waiting until the outbox is empty or the deadline
+        (a monotonic time) passes: for SIGTERM and `once`. With `patience`,
+        every delivery moves the deadline to at least that far ahead: a long
+        outbox is delivered for as long as the backend keeps taking it."""
+        while self._clock() < deadline:
+            if self.drain_once():
+                deadline = max(deadline, self._clock() + patience)
+            elif not self._store.outbox_take(1):
+                return
+            else:
+                time.sleep(min(0.5, max(0.0, deadline - self._clock())))
+
+    def end_thread(self) -> None:
+        """Stop the background thread (after its current batch); the drain
+        can still flush from the caller's thread, never from two at once."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
+
+    def stop(self, flush_deadline: float | None = None) -> None:
+        """End the thread, then deliver what waits until the deadline."""
+        self.end_thread()
+        if flush_deadline is not None:
+            self.flush(flush_deadline)
+        self._sender.close()
+
+
+def _exported(outcome: str, rows: list[OutboxRow]) -> list[Update]:
+    return [Update(Op.INC, "agent_exporter_spans_exported_total", (outcome,), sum(r.spans for r in rows))]

@@ -1,0 +1,162 @@
+"""The one commit path: a batch's state and its metric totals, recorded
+together.
+
+`Recorder` owns the commit lock: every write of totals (a poll's batch, the
+drain's delivered, rejected and failed spans, the series precreated at
+start) stages them, writes them to state in the same transaction as what
+they account for, and publishes them to /metrics only after the commit.
+`Pipeline` is the batch commit the sources' jobs share: a batch converted to
+spans and metric updates, room made in the outbox, recorded, gauges
+refreshed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TypeVar
+
+from exporter.config import Config
+from exporter.convert.metrics import Op, Update, event_updates, run_updates
+from exporter.convert.traces import run_trace_id
+from exporter.export.outbox import OutboxDrain, run_list
+from exporter.export.prometheus import MetricsBook, SeriesKey
+from exporter.model import Batch, Run
+from exporter.sources.base import Source
+from exporter.state.store import Dropped, StateStore
+
+log = logging.getLogger(__name__)
+
+RECOUNT_SECONDS = 1.0  # within a poll, open runs are recounted for the in-progress gauge at most this often
+
+R = TypeVar("R")
+
+
+@dataclass(slots=True)
+class Recorder:
+    """Records totals with the state they account for, one batch at a time."""
+
+    store: StateStore
+    book: MetricsBook
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def record(
+        self,
+        updates: Iterable[Update],
+        write: Callable[[dict[SeriesKey, object]], R],
+        then: Callable[[R], list[Update]] | None = None,
+    ) -> R:
+        """Stage `updates` as new totals, `write` them to state (in the
+        transaction of what they account for), publish them; return what
+        `write` returned. `then`: the updates that result calls for (the
+        spans the outbox bound dropped), written next and published with the
+        rest. Under the commit lock, so two batches never stage from the
+        same totals and a scrape never sees half of one."""
+        with self._lock:
+            staged = self.book.stage(updates)
+            result = write(self.book.persisted_form(staged))
+            if then is not None and (more := then(result)):
+                staged.update(self.book.stage(more))
+                self.store.write_series(self.book.persisted_form(staged))
+            self.book.publish(staged)
+        return result
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """Everything that touches state, shared by all sources' jobs."""
+
+    config: Config
+    recorder: Recorder
+    drain: OutboxDrain | None
+    stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
+    clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+    caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
+    _recounted: dict[str, float] = field(default_factory=dict)  # source -> monotonic time of the last recount
+
+    @property
+    def store(self) -> StateStore:
+        return self.recorder.store
+
+    @property
+    def book(self) -> MetricsBook:
+        return self.recorder.book
+
+    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = (), *, recount: bool = False) -> None:
+        """`recount`: refresh the in-progress gauge now (the end of a poll);
+        otherwise it is refreshed at most every RECOUNT_SECONDS, as counting
+        open runs costs a scan of them."""
+        runs = batch.runs
+        outbox = self._spans(runs)
+        updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
+        updates += event_updates(source.name, source.platform, batch.events)
+        updates += [
+            Update(Op.INC, "agent_exporter_records_total", (source.name, k), n) for k, n in batch.records.items()
+        ]
+        reasons: dict[str, int] = {}
+        for rejected in batch.rejected:
+            reasons[rejected.reason] = reasons.get(rejected.reason, 0) + 1
+            log.warning(
+                "rejected a record (or a field of one) that does not parse: %s",
+                rejected.detail,
+                extra={"source": source.name, "record_id": rejected.record_id},
+            )
+        updates += [
+            Update(Op.INC, "agent_exporter_records_rejected_total", (source.name, r), n) for r, n in reasons.items()
+        ]
+        updates += extra
+        limit = self.config.traces.outbox_max_spans
+        bound: int | None = limit
+        if outbox and self.drain and not self.drain.make_room(sum(n for _, n, _ in outbox), limit, self.stop):
+            bound = None  # the backend takes spans: drop none
+        dropped = self.recorder.record(
+            updates, lambda series: self.store.commit(source.name, batch, outbox, series, bound), _dropped
+        )
+        if dropped.spans:
+            log.warning(
+                "outbox full (trace backend failing): dropped the %d oldest span(s), the traces of %d run(s): %s",
+                dropped.spans,
+                len(dropped.runs),
+                run_list(dropped.runs),
+            )
+        self._refresh_gauges(source.name, source.platform, batch, recount)
+        if outbox and self.drain:
+            self.drain.notify()
+
+    def _spans(self, runs: list[Run]) -> list[tuple[str, int, bytes]]:
+        if self.drain is None:
+            return []  # traces are off
+        traces = self.config.traces
+        return [
+            (run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length)) for run in runs
+        ]
+
+    def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
+        now = time.monotonic()
+        if recount or now - self._recounted.get(source, float("-inf")) >= RECOUNT_SECONDS:
+            self._recounted[source] = now
+            counts = self.store.open_run_counts(source)
+            self.book.replace_live(
+                "agent_runs_in_progress",
+                (source, platform),
+                {(source, platform, agent): float(n) for agent, n in counts.items()},
+            )
+        if batch.caught_up_to is not None:
+            self.caught_up[source] = batch.caught_up_to
+        if source in self.caught_up:
+            # On every commit, failed polls included (their accounting commits an
+            # empty batch): while no data arrives, the lag grows.
+            lag = max(0.0, (self.clock() - self.caught_up[source]).total_seconds())
+            self.book.set_live("agent_exporter_data_lag_seconds", (source,), lag)
+        self.book.set_live("agent_exporter_outbox_spans", (), float(self.store.outbox_spans()))
+
+
+def _dropped(dropped: Dropped) -> list[Update]:
+    """The spans a commit dropped to keep the outbox bound, counted."""
+    if not dropped.spans:
+        return []
+    return [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]
