@@ -93,6 +93,8 @@ def start_simulator(
     run_seconds: tuple[float, float] = (2.0, 8.0),
     agents: int = 4,
     epoch: str | None = None,
+    latency: str = "0",
+    rate_limit: int = 0,
 ) -> Child:
     args = [
         "-m",
@@ -111,6 +113,10 @@ def start_simulator(
         f"{run_seconds[0]},{run_seconds[1]}",
         "--agents",
         str(agents),
+        "--latency",
+        latency,
+        "--rate-limit",
+        str(rate_limit),
     ]
     if epoch:
         args += ["--epoch", epoch]

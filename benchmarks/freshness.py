@@ -214,6 +214,49 @@ def _per_poll(before: dict[str, tuple[float, float]], after: dict[str, tuple[flo
     return out
 
 
+def latencies(
+    source: str,
+    truth: list[dict[str, Any]],
+    started: float,
+    receiver: TimedReceiver,
+    scraper: Scraper,
+    baseline_seen: dict[str, float] | None = None,
+) -> dict[str, object]:
+    """Freshness of one source's runs that ended after `started` (wall
+    time): from their end (the simulator's truth) to their root span at the
+    receiver and to their count on /metrics; and to the baseline poller's
+    first sight of them, when given."""
+    runs = [r for r in truth if _epoch(str(r["ended_at"])) >= started]
+    span_lat, metric_lat, base_lat, missing = [], [], [], 0
+    rank: dict[tuple[str, str, str], int] = defaultdict(int)
+    for r in sorted(truth, key=lambda r: str(r["ended_at"])):
+        key = (source, str(r["agent"]), str(r["status"]))
+        rank[key] += 1
+        end = _epoch(str(r["ended_at"]))
+        if end < started:
+            continue
+        arrived = receiver.arrived.get((source, str(r["run_id"])))
+        if arrived is None:
+            missing += 1
+        else:
+            span_lat.append(arrived - end)
+        counted = scraper.counted_at(key, rank[key])
+        if counted is not None:
+            metric_lat.append(counted - end)
+        if baseline_seen is not None and str(r["run_id"]) in baseline_seen:
+            base_lat.append(baseline_seen[str(r["run_id"])] - end)
+    return {
+        "runs": len(runs),
+        "missing_spans": missing,
+        "span_median_s": median(span_lat),
+        "span_p99_s": percentile(span_lat, 0.99),
+        "metric_median_s": median(metric_lat),
+        "metric_p99_s": percentile(metric_lat, 0.99),
+        "baseline_median_s": median(base_lat) if base_lat else None,
+        "baseline_p99_s": percentile(base_lat, 0.99) if base_lat else None,
+    }
+
+
 def main(smoke: bool) -> dict[str, object]:
     sizes = SMOKE if smoke else FULL
     interval = float(sizes["interval"])
@@ -269,45 +312,17 @@ def main(smoke: bool) -> dict[str, object]:
         receiver.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    freshness: dict[str, object] = {}
-    for platform in PLATFORMS:
-        source = SOURCE_NAMES[platform]
-        truth = cast(list[dict[str, Any]], truths[platform]["runs"])  # the simulator's JSON
-        runs = [r for r in truth if _epoch(str(r["ended_at"])) >= started]
-        span_lat, metric_lat, base_lat, missing = [], [], [], 0
-        rank: dict[tuple[str, str, str], int] = defaultdict(int)
-        before: dict[tuple[str, str, str], int] = {}
-        for r in truth:
-            if _epoch(str(r["ended_at"])) < started:
-                before[(source, str(r["agent"]), str(r["status"]))] = (
-                    before.get((source, str(r["agent"]), str(r["status"])), 0) + 1
-                )
-        for r in sorted(truth, key=lambda r: str(r["ended_at"])):
-            key = (source, str(r["agent"]), str(r["status"]))
-            rank[key] += 1
-            if r not in runs:
-                continue
-            end = _epoch(str(r["ended_at"]))
-            arrived = receiver.arrived.get((source, str(r["run_id"])))
-            if arrived is None:
-                missing += 1
-            else:
-                span_lat.append(arrived - end)
-            counted = scraper.counted_at(key, rank[key])
-            if counted is not None:
-                metric_lat.append(counted - end)
-            if platform == "runtools" and str(r["run_id"]) in baseline.seen:
-                base_lat.append(baseline.seen[str(r["run_id"])] - end)
-        freshness[platform] = {
-            "runs": len(runs),
-            "missing_spans": missing,
-            "span_median_s": median(span_lat),
-            "span_p99_s": percentile(span_lat, 0.99),
-            "metric_median_s": median(metric_lat),
-            "metric_p99_s": percentile(metric_lat, 0.99),
-            "baseline_median_s": median(base_lat) if base_lat else None,
-            "baseline_p99_s": percentile(base_lat, 0.99) if base_lat else None,
-        }
+    freshness: dict[str, object] = {
+        p: latencies(
+            SOURCE_NAMES[p],
+            cast(list[dict[str, Any]], truths[p]["runs"]),  # the simulator's JSON
+            started,
+            receiver,
+            scraper,
+            baseline.seen if p == "runtools" else None,
+        )
+        for p in PLATFORMS
+    }
     agents = {"runtools": 1, "agent_activities": 3, "bctrl": 1, "runtype": 3}
     busy, idle = _per_poll(busy0, busy1), _per_poll(idle0, idle1)
     cost = {

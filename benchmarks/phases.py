@@ -22,7 +22,7 @@ from exporter.sources import http
 from exporter.sources.agent_activities import reader as agent_activities
 from exporter.sources.bctrl import reader as bctrl
 from exporter.sources.runtools import reader as runtools
-from exporter.sources.runtype import reader as runtype
+from exporter.sources.runtype import poll as runtype
 from exporter.state import store
 
 # (owner, attribute, stage): the outermost wrapped call on the stack gets the time.

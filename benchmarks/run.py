@@ -20,12 +20,13 @@ import json
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 from benchmarks.common import PLATFORMS, machine
 
-BENCHMARKS = ("throughput", "dense", "memory", "freshness", "startup")
+BENCHMARKS = ("throughput", "dense", "memory", "freshness", "concurrency", "startup")
 
 
 def _run(name: str, smoke: bool, platforms: tuple[str, ...]) -> object:
@@ -45,6 +46,10 @@ def _run(name: str, smoke: bool, platforms: tuple[str, ...]) -> object:
         from benchmarks import freshness
 
         return freshness.main(smoke)
+    if name == "concurrency":
+        from benchmarks import concurrency
+
+        return concurrency.main(smoke)
     from benchmarks import startup
 
     return startup.main(smoke)
@@ -217,6 +222,9 @@ def table(results: dict[str, object]) -> str:
                 "idle = floor",
                 _ok(abs(c["idle_per_poll"] - c["floor_per_poll"]) < 1e-9),
             )
+    co = results.get("concurrency")
+    if isinstance(co, dict):
+        _concurrency_rows(co, row)
     st = results.get("startup")
     if isinstance(st, dict):
         row(
@@ -238,6 +246,83 @@ def table(results: dict[str, object]) -> str:
             _ok(st["readyz_s"] <= 2),
         )
     return "\n".join(rows)
+
+
+def _concurrency_rows(co: dict[str, Any], row: Callable[..., None]) -> None:
+    """Issue #15: every figure beside the same with `concurrency: 1`."""
+    ms = f"{co['latency_s'] * 1000:g} ms"
+    for p, b in co.get("backfill", {}).items():
+        d, s = b["default"], b["sequential"]
+        row(
+            "concurrency",
+            f"{p}: backfill ({_f(d['runs'], 0)} runs, {_f(d['requests'], 0)} requests, {ms}),"
+            f" effective concurrency (requests x latency / wall)",
+            f"{_f(d['effective'])} ({_f(d['seconds'], 1)} s)",
+            f"{_f(s['effective'])} ({_f(s['seconds'], 1)} s)",
+            f"{_f(s['seconds'] / d['seconds'])}x faster",
+            ">= 4",
+            _ok(d["effective"] >= 4),
+        )
+    for i in co.get("idle", {}).values():
+        ratio = i["seconds"] / i["sequential_sum_s"]
+        seq = f"{_f(i['sequential_s'], 2)} s" if i["sequential_s"] is not None else "not run"
+        row(
+            "concurrency",
+            f"{i['platform']}: idle poll, {_f(i['agents'], 0)} agents ({_f(i['requests'], 0)} requests)",
+            f"{_f(i['seconds'], 2)} s",
+            f"{seq}; sum {_f(i['sequential_sum_s'], 1)} s",
+            f"{_f(ratio)}x sum",
+            "<= 0.3x sum, <= 2.5 s" if i["agents"] == 300 else "",
+            _ok(ratio <= 0.3 and i["seconds"] <= 2.5) if i["agents"] == 300 else "",
+        )
+    fr = co.get("freshness", {"interval_s": 0, "platforms": {}})
+    interval = fr["interval_s"]
+    for p, f in fr["platforms"].items():
+        d, s = f["default"], f["sequential"]
+        for what in ("span", "metric"):
+            row(
+                "concurrency",
+                f"{p}: freshness, {fr['agents']} agents, {interval:g} s interval, end ->"
+                f" {'root span' if what == 'span' else 'count on /metrics'} ({d['runs']} runs), median / p99",
+                f"{_f(d[f'{what}_median_s'])} / {_f(d[f'{what}_p99_s'])} s",
+                f"{_f(s[f'{what}_median_s'])} / {_f(s[f'{what}_p99_s'])} s",
+                "",
+                f"median <= {interval + 1:g} s",
+                _ok(d[f"{what}_median_s"] <= interval + 1 and d["missing_spans"] == 0),
+            )
+    if "rate_limit" not in co:
+        return
+    rl = co["rate_limit"]
+    d, s = rl["default"], rl["sequential"]
+    limit = rl["rate_limit"]
+    row(
+        "concurrency",
+        f"runtype: backfill against {limit} req/s ({_f(d['requests'], 0)} requests),"
+        f" wall / (requests answered / {limit})",
+        f"{_f(d['seconds'], 1)} s",
+        f"{_f(s['seconds'], 1)} s",
+        f"{_f(d['over_ideal'])}x (seq {_f(s['over_ideal'])}x)",
+        "<= 1.6x",
+        _ok(d["over_ideal"] <= 1.6),
+    )
+    row(
+        "concurrency",
+        f"runtype: requests answered 429 under {limit} req/s",
+        f"{_f(100 * d['share_429'], 1)} % ({_f(d['rate_limited'], 0)})",
+        f"{_f(100 * s['share_429'], 1)} % ({_f(s['rate_limited'], 0)})",
+        "",
+        "<= 15 %",
+        _ok(d["share_429"] <= 0.15),
+    )
+    row(
+        "concurrency",
+        "runtype: runs counted under the rate limit / truth",
+        f"{_f(d['runs'], 0)} / {_f(rl['truth_runs'], 0)}",
+        f"{_f(s['runs'], 0)}",
+        "",
+        "= truth",
+        _ok(d["runs"] == s["runs"] == rl["truth_runs"]),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

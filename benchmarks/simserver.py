@@ -3,7 +3,8 @@ exporter's. Prints its base URL as the first line of stdout, then serves
 until stdin closes or SIGTERM.
 
     python -m benchmarks.simserver --seed 1 --history 24000 --history-platforms runtools \
-        --history-span 3600 --rpm 0 --run-seconds 2,8 --epoch 2026-01-01T00:00:00+00:00
+        --history-span 3600 --rpm 0 --run-seconds 2,8 --epoch 2026-01-01T00:00:00+00:00 \
+        --latency 50ms --rate-limit 25
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import threading
 from datetime import datetime
 
-from simulator import PLATFORMS, Simulator, SimulatorOptions
+from simulator import PLATFORMS, Simulator, SimulatorOptions, parse_latency
 
 
 def main() -> int:
@@ -28,6 +29,8 @@ def main() -> int:
     p.add_argument("--run-seconds", default="2,8")
     p.add_argument("--agents", type=int, default=4)
     p.add_argument("--epoch", default=None)
+    p.add_argument("--latency", default="0", help="per platform request: 50ms, or a range 50ms-300ms (0: none)")
+    p.add_argument("--rate-limit", type=int, default=0, help="answer 429 beyond N requests per second (0: none)")
     p.add_argument(
         "--nagle",
         action="store_true",
@@ -49,6 +52,8 @@ def main() -> int:
         history_platforms=tuple(args.history_platforms.split(",")),
         agents_per_platform=args.agents,
         epoch=datetime.fromisoformat(args.epoch) if args.epoch else None,
+        latency_seconds=parse_latency(args.latency),
+        rate_limit=args.rate_limit,
     )
     sim = Simulator(options)
     base = sim.start("127.0.0.1", 0)

@@ -468,6 +468,12 @@ def exporter_health() -> Json:
     lay.add(timeseries("Rate limited (429) per minute", [
         target(f"sum by (source) (rate(agent_exporter_rate_limited_total{{{SRC}}}[$__rate_interval])) * 60",
                "{{source}}")]), 8, 8)
+    lay.add(timeseries("Requests in flight", [
+        target(f"max by (source) (agent_exporter_requests_in_flight{{{SRC}}})", "{{source}} in flight"),
+        target(f"max by (source) (agent_exporter_request_concurrency_limit{{{SRC}}})", "{{source}} limit")],
+        decimals=0,
+        desc="Requests of each source sent and not yet answered, beside its limit: the configured "
+             "concurrency, halved on a 429 and grown back while answers are clean."), 24, 8)
     lay.row("Data")
     lay.add(timeseries("Data lag", [
         target(f"agent_exporter_data_lag_seconds{{{SRC}}}", "{{source}}")], unit="s",

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
@@ -106,10 +107,13 @@ class Exporter:
         """`once`: poll every source with the drain delivering alongside (as
         in `run`: a backfill larger than the outbox waits for the backend
         instead of overflowing it), then deliver the rest for as long as the
-        backend keeps taking spans; report success."""
+        backend keeps taking spans; report success. The sources are polled
+        side by side, as their jobs run in `run`: one slow platform does not
+        hold the others up."""
         if self.drain:
             self.drain.start()
-        results = [job.poll() for job in self.jobs]
+        with ThreadPoolExecutor(max_workers=max(1, len(self.jobs)), thread_name_prefix="once") as pool:
+            results = list(pool.map(lambda job: job.poll(), self.jobs))
         if self.drain:
             self.drain.end_thread()
             self.drain.flush(time.monotonic() + FLUSH_SECONDS * 3, patience=FLUSH_SECONDS * 3)

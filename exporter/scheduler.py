@@ -57,6 +57,12 @@ class SourceJob:
         self._interval = interval
         self._auth_failures = 0
         self._hold_until = 0.0  # monotonic
+        source.gate.watch(self._show_requests)
+
+    def _show_requests(self, in_flight: int, limit: int) -> None:
+        book, labels = self.pipeline.book, (self.source.name,)
+        book.set_live("agent_exporter_requests_in_flight", labels, float(in_flight))
+        book.set_live("agent_exporter_request_concurrency_limit", labels, float(limit))
 
     def due(self) -> bool:
         """False while the source is held back (revoked key, Retry-After)."""

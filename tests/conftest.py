@@ -25,11 +25,14 @@ def source_config(
     secret: str = "s3cret-key-value",
     start_from: float = 3600.0,
     *,
+    concurrency: int = 1,
     option_map: Mapping[str, object] | None = None,
     **options: object,
 ) -> SourceConfig:
     """A SourceConfig whose options (its platform's options dataclass, with
-    its defaults) are `option_map` with the keyword `options` over it. Helpers that gather options in a dict pass it as
+    its defaults) are `option_map` with the keyword `options` over it. One
+    request at a time unless `concurrency` says otherwise, so unit tests see
+    requests in a fixed order. Helpers that gather options in a dict pass it as
     `option_map`: `**` of a dict[str, object] could also fill the named
     parameters, so mypy rejects it."""
     platform = PLATFORMS[type_]
@@ -42,6 +45,8 @@ def source_config(
         interval=1.0,
         timeout=5.0,
         max_requests_per_minute=None,
+        max_requests_per_second=None,
+        concurrency=concurrency,
         start_from=start_from,
         headers={},
         enabled=True,

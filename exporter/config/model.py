@@ -103,6 +103,8 @@ class SourceConfig:
     interval: float  # seconds
     timeout: float  # seconds
     max_requests_per_minute: int | None
+    max_requests_per_second: float | None
+    concurrency: int  # requests of this source in flight at once, at most
     start_from: float  # seconds back for the first poll
     headers: dict[str, str] = field(repr=False)
     enabled: bool
@@ -130,6 +132,8 @@ class SourceConfig:
             "interval": format_duration(self.interval),
             "timeout": format_duration(self.timeout),
             "max_requests_per_minute": self.max_requests_per_minute,
+            "max_requests_per_second": self.max_requests_per_second,
+            "concurrency": self.concurrency,
             "start_from": format_duration(self.start_from),
             "headers": redact_headers(self.headers),
             "enabled": self.enabled,

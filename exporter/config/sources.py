@@ -18,8 +18,13 @@ from exporter.config.validators import (
     v_int,
     v_name,
     v_optional,
+    v_rate,
     v_secret,
 )
+
+# Requests of one source in flight at once: enough to hide 50-300 ms of
+# latency per request, few enough not to look like a flood to the platform.
+DEFAULT_CONCURRENCY: Final = 8
 
 SOURCE_COMMON_KEYS: Final = frozenset(
     {
@@ -29,6 +34,8 @@ SOURCE_COMMON_KEYS: Final = frozenset(
         "interval",
         "timeout",
         "max_requests_per_minute",
+        "max_requests_per_second",
+        "concurrency",
         "start_from",
         "headers",
         "enabled",
@@ -131,6 +138,8 @@ def _build_source(
     interval = ck.get(section, "interval", path, v_duration(minimum=1.0), 30.0)
     timeout = ck.get(section, "timeout", path, v_duration(), 10.0)
     budget = ck.get(section, "max_requests_per_minute", path, v_optional(v_int(1)), None)
+    per_second = ck.get(section, "max_requests_per_second", path, v_optional(v_rate), None)
+    concurrency = ck.get(section, "concurrency", path, v_int(1, 64), DEFAULT_CONCURRENCY)
     start_from = ck.get(section, "start_from", path, v_duration(), 3600.0)
     headers = ck.get(section, "headers", path, v_headers(lower=False), dict[str, str]())
     enabled = ck.get(section, "enabled", path, v_bool, True)
@@ -147,6 +156,8 @@ def _build_source(
         interval=interval,
         timeout=timeout,
         max_requests_per_minute=budget,
+        max_requests_per_second=per_second,
+        concurrency=concurrency,
         start_from=start_from,
         headers=headers,
         enabled=enabled,

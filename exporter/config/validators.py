@@ -4,6 +4,7 @@ records its problem, naming the key, before it gives up (`Invalid`)."""
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
@@ -82,6 +83,16 @@ def v_int(lo: int | None = None, hi: int | None = None) -> Callable[[object, str
         return value
 
     return validate
+
+
+def v_rate(value: object, path: str, ck: Checker) -> float:
+    """A positive number of requests per second (0.5 is one every two seconds)."""
+    value = scalar_from_env(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        ck.fail(path, f"must be a number of requests per second, like 10 (got {show(value)})")
+    if value <= 0:
+        ck.fail(path, f"must be positive (got {show(value)})")
+    return float(value)
 
 
 def v_duration(minimum: float | None = None) -> Callable[[object, str, Checker], float]:

@@ -99,6 +99,20 @@ METRICS: tuple[MetricSpec, ...] = (
     ),
     MetricSpec("agent_exporter_rate_limited_total", Kind.COUNTER, "HTTP 429 answers from the platform.", ("source",)),
     MetricSpec(
+        "agent_exporter_requests_in_flight",
+        Kind.GAUGE,
+        "Requests of the source sent and not yet answered.",
+        ("source",),
+        persisted=False,
+    ),
+    MetricSpec(
+        "agent_exporter_request_concurrency_limit",
+        Kind.GAUGE,
+        "Requests the source may have in flight now: its concurrency, cut on 429 and regrown (AIMD).",
+        ("source",),
+        persisted=False,
+    ),
+    MetricSpec(
         "agent_exporter_source_up",
         Kind.GAUGE,
         "1 when the last poll of the source succeeded.",

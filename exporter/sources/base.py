@@ -16,6 +16,7 @@ import httpx
 
 from exporter.config import SourceConfig
 from exporter.model import Batch, OpenRun, Rejected, Run, parse_time
+from exporter.sources.concurrency import Gate, Workers
 from exporter.sources.http import ApiClient, BadRecordError, BadResponseError, CursorLoopError, RequestStats
 
 T = TypeVar("T")
@@ -64,6 +65,7 @@ class Source(Protocol):
     platform: str
     base_url: str
     stats: RequestStats
+    gate: Gate  # every request of the source passes it (concurrency, 429 pause, budgets)
 
     def poll(self, ctx: PollContext) -> Iterator[Batch]: ...
 
@@ -101,6 +103,9 @@ class PlatformSource:
         self.configure(config)
         self._client = ApiClient.for_source(config, self.auth(config), transport=transport, stop=stop)
         self.stats = self._client.stats
+        self.gate = self._client.gate
+        # Threads for requests that do not depend on each other (map_ordered).
+        self.workers = Workers(config.concurrency, config.name)
 
     def configure(self, config: SourceConfig) -> None:
         """Take the platform's options (`<Type>Options.of(config.options)`)."""
@@ -110,6 +115,7 @@ class PlatformSource:
         return {"Authorization": f"Bearer {config.secret or ''}"}
 
     def close(self) -> None:
+        self.workers.close()
         self._client.close()
 
 

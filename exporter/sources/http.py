@@ -14,7 +14,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import urlencode
@@ -24,12 +24,14 @@ import httpx
 from exporter.config import SourceConfig
 from exporter.httpx_response import released
 from exporter.retry_after import parse_retry_after
+from exporter.sources.concurrency import Gate, Stopped
 
 log = logging.getLogger(__name__)
 
 JSONValue = object  # parsed JSON: dict | list | str | int | float | bool | None
 
 MAX_RETRY_AFTER = 60.0  # a longer wait fails the poll instead of stalling it
+MAX_RATE_LIMITED = 10  # 429s one request waits out (the source paused each time) before the poll fails
 
 
 class SourceError(Exception):
@@ -44,9 +46,12 @@ class SourceError(Exception):
 class RetryableError(SourceError):
     """5xx, 429, timeouts, resets: the poll failed, try again next interval."""
 
-    def __init__(self, source: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, source: str, message: str, retry_after: float | None = None, *, rate_limited: bool = False
+    ) -> None:
         super().__init__(source, message)
         self.retry_after = retry_after
+        self.rate_limited = rate_limited  # HTTP 429: the platform's budget, not this request, is the problem
 
 
 class Stopping(SourceError):
@@ -107,29 +112,6 @@ class RequestStats:
         return codes, limited
 
 
-class RequestBudget:
-    """Token bucket for max_requests_per_minute; waits rather than fails."""
-
-    def __init__(self, per_minute: int | None, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = per_minute / 60.0 if per_minute else None
-        self._capacity = float(per_minute or 0)
-        self._tokens = self._capacity
-        self._clock = clock
-        self._last = clock()
-        self._lock = threading.Lock()
-
-    def wait_time(self) -> float:
-        """Take a token; return how long the caller must wait first."""
-        if self._rate is None:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self._capacity, self._tokens + (now - self._last) * self._rate)
-            self._last = now
-            self._tokens -= 1.0
-            return 0.0 if self._tokens >= 0 else -self._tokens / self._rate
-
-
 class ApiClient:
     """A long-lived httpx client for one source."""
 
@@ -141,6 +123,8 @@ class ApiClient:
         headers: Mapping[str, str],
         timeout: float,
         max_requests_per_minute: int | None = None,
+        max_requests_per_second: float | None = None,
+        concurrency: int = 1,
         retries: int = 3,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
@@ -150,8 +134,11 @@ class ApiClient:
         self.stats = RequestStats()
         self._retries = retries
         self._backoff = backoff
-        self._budget = RequestBudget(max_requests_per_minute)
         self._stop = stop or threading.Event()
+        # Every request of the source, from any of its threads, passes here.
+        self.gate = Gate(
+            concurrency, per_second=max_requests_per_second, per_minute=max_requests_per_minute, stop=self._stop
+        )
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers=dict(headers),  # auth built once; never logged
@@ -177,6 +164,8 @@ class ApiClient:
             headers={**config.headers, **auth, "Accept": "application/json"},
             timeout=config.timeout,
             max_requests_per_minute=config.max_requests_per_minute,
+            max_requests_per_second=config.max_requests_per_second,
+            concurrency=config.concurrency,
             transport=transport,
             stop=stop,
         )
@@ -189,28 +178,38 @@ class ApiClient:
         names the path only: query values may carry ids but never secrets, and
         headers are never included."""
         last: SourceError | None = None
-        for attempt in range(self._retries + 1):
-            if attempt:
-                self._pause(self._delay(attempt, last))
-            self._pause(self._budget.wait_time())
+        failures = limited = 0  # a 429 is the platform's pacing, not a failure: it has its own, larger allowance
+        while failures <= self._retries and limited <= MAX_RATE_LIMITED:
+            if last is not None:
+                self._pause(self._delay(failures, last))
             try:
-                return self._get_once(path, params)
+                with self.gate.slot():
+                    body = self._get_once(path, params)
+                self.gate.answered()
+                return body
+            except Stopped:
+                raise Stopping(self.source, "stopping") from None
             except Stopping:
                 raise
             except (RetryableError, BadResponseError) as err:
                 if isinstance(err, BadResponseError) and err.status is not None:
                     raise
-                if isinstance(err, RetryableError) and (err.retry_after or 0) > MAX_RETRY_AFTER:
-                    raise
+                if isinstance(err, RetryableError) and err.rate_limited:
+                    self.gate.rate_limited(err.retry_after)
+                    if (err.retry_after or 0) > MAX_RETRY_AFTER:
+                        raise
+                    limited += 1
+                else:
+                    failures += 1
                 last = err
                 log.debug("retrying %s after: %s", path, err.message, extra={"source": self.source})
         assert last is not None
         raise last
 
-    def _delay(self, attempt: int, last: SourceError | None) -> float:
-        if isinstance(last, RetryableError) and last.retry_after is not None:
-            return float(last.retry_after)
-        return float(self._backoff * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5))
+    def _delay(self, failures: int, last: SourceError) -> float:
+        if isinstance(last, RetryableError) and last.rate_limited:
+            return 0.0  # the gate holds every request of the source until Retry-After has passed
+        return float(self._backoff * 2.0 ** (failures - 1) * random.uniform(0.5, 1.5))
 
     def _pause(self, seconds: float) -> None:
         if seconds > 0 and self._stop.wait(seconds):
@@ -231,7 +230,7 @@ class ApiClient:
             raise AuthError(self.source, f"GET {path}: HTTP {code} (check the source's credentials)")
         if code == 429:
             wait = parse_retry_after(response.headers.get("retry-after"), time.time())
-            raise RetryableError(self.source, f"GET {path}: HTTP 429 rate limited", retry_after=wait)
+            raise RetryableError(self.source, f"GET {path}: HTTP 429 rate limited", retry_after=wait, rate_limited=True)
         if code >= 500:
             raise RetryableError(self.source, f"GET {path}: HTTP {code}")
         if code == 404:

@@ -64,10 +64,33 @@ def test_benchmarks_run_in_smoke_mode_and_produce_every_figure(tmp_path: Path) -
     for platform, cost in freshness["api_cost"].items():
         assert cost["idle_per_poll"] >= 1 and cost["busy_per_poll"] >= 1, (platform, cost)
 
+    concurrency = results["concurrency"]  # issue #15: each figure beside its `concurrency: 1` twin
+    assert set(concurrency["backfill"]) == set(platforms), concurrency["backfill"]
+    for platform, pair in concurrency["backfill"].items():
+        for variant in ("default", "sequential"):
+            p = pair[variant]
+            assert p["requests"] > 0 and p["seconds"] > 0 and p["effective"] > 0 and p["runs"] > 0, (platform, p)
+        assert pair["default"]["runs"] == pair["sequential"]["runs"], (platform, pair)
+    idle = list(concurrency["idle"].values())
+    assert {i["platform"] for i in idle} == {"agent_activities", "runtype"} and len({i["agents"] for i in idle}) >= 2
+    for i in idle:
+        assert i["seconds"] > 0 and i["requests"] >= i["agents"] and i["sequential_sum_s"] > 0, i
+    assert any(i["sequential_s"] for i in idle), idle
+    for platform, variants in concurrency["freshness"]["platforms"].items():
+        for variant, f in variants.items():
+            assert f["runs"] > 0 and f["missing_spans"] == 0, (platform, variant, f)
+            assert f["span_median_s"] == f["span_median_s"] and f["metric_median_s"] == f["metric_median_s"], f
+    limited = concurrency["rate_limit"]
+    for variant in ("default", "sequential"):
+        p = limited[variant]
+        assert p["requests"] > 0 and p["over_ideal"] > 0 and 0 <= p["share_429"] <= 1, (variant, p)
+        assert p["runs"] == limited["truth_runs"] > 0, (variant, p, limited["truth_runs"])
+
     startup = results["startup"]
     for key in ("python_pass_s", "import_app_s", "help_s", "readyz_s"):
         assert startup[key] > 0, (key, startup)
-    assert "| throughput |" in proc.stdout and "| dense |" in proc.stdout and "| start-up |" in proc.stdout
+    for bench in ("throughput", "dense", "concurrency", "start-up"):
+        assert f"| {bench} |" in proc.stdout, bench
 
 
 def test_the_profile_modes_still_run() -> None:

@@ -629,6 +629,7 @@ def test_example_yaml_documents_every_key() -> None:
     }
     keys |= {"max_agents", "max_tools", "max_open_age"}
     keys |= {"name", "type", "base_url", "interval", "max_requests_per_minute", "start_from", "enabled"}
+    keys |= {"max_requests_per_second", "concurrency"}
     for spec in PLATFORMS.values():
         keys |= {spec.secret_key, *spec.options.specs()}
     missing = sorted(

@@ -16,6 +16,7 @@ from exporter.model import ActivityEvent, Batch, OpenRun, Run, RunStatus, Severi
 from exporter.pipeline import Pipeline, Recorder
 from exporter.scheduler import SourceJob, precreate_series
 from exporter.sources.base import PollContext
+from exporter.sources.concurrency import Gate
 from exporter.sources.http import AuthError, RequestStats, RetryableError
 from exporter.state.store import StateStore
 
@@ -54,6 +55,7 @@ class Scripted:
     def __init__(self, *polls: list[Batch | Exception] | Exception) -> None:
         self.polls = list(polls)
         self.stats = RequestStats()
+        self.gate = Gate(1)
         self.contexts: list[PollContext] = []
 
     def poll(self, ctx: PollContext) -> Iterator[Batch]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import cast
 import httpx
 import pytest
 
-from exporter.model import Run, RunStatus, Severity, ToolStatus
+from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus
 from exporter.sources.agent_activities.checkpoint import AgentProgress
 from exporter.sources.agent_activities.reader import AgentActivitiesSource
 from exporter.sources.base import PollContext
@@ -46,12 +47,21 @@ class Harness:
         options.setdefault("agents", ["agent-a"])
         secret = str(options.pop("secret", TOKEN))
         start_from = float(cast(float | str, options.pop("start_from", 3600.0)))
+        concurrency = int(cast(int, options.pop("concurrency", 1)))
         self.state = state or MemoryState()
         self.source = AgentActivitiesSource(
-            source_config("agent_activities", name="acts", secret=secret, start_from=start_from, option_map=options),
+            source_config(
+                "agent_activities",
+                name="acts",
+                secret=secret,
+                start_from=start_from,
+                concurrency=concurrency,
+                option_map=options,
+            ),
             transport=httpx.MockTransport(handler),
         )
         self.source._client._retries = 0  # retries are tested in test_http
+        self.batches: list[Batch] = []  # every batch yielded, in order
         self.runs: list[Run] = []
         self.events = 0
         self.rejected: list[str] = []
@@ -60,6 +70,7 @@ class Harness:
     def poll(self, now: datetime, stop_after: int | None = None) -> None:
         ctx = PollContext(checkpoint=self.state.checkpoint, now=now, state=self.state)
         for n, batch in enumerate(self.source.poll(ctx)):
+            self.batches.append(batch)
             self.state.apply(batch)
             self.runs += batch.runs
             self.events += len(batch.events)
@@ -950,3 +961,221 @@ def test_checkpoint_entries_round_trip_byte_for_byte(entry: dict[str, object]) -
     progress = AgentProgress.from_json(entry, T0)
     assert json.dumps(progress.to_json()) == json.dumps(entry)
     assert progress.read is ("watermark" in entry)
+
+
+# -- concurrency: requests fetched ahead, handled in order -------------------------
+
+
+class LockedList(list[httpx.Request]):
+    """Api.requests, appended to from the source's worker threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def append(self, request: httpx.Request) -> None:
+        with self._lock:
+            super().append(request)
+
+
+AGENTS = [f"a{i}" for i in range(10)]
+
+
+def busy_api() -> Api:
+    """Ten agents, 3-run pages: windows of several pages, details, runs in
+    flight, a detail behind (re-checked), a detail 404, a bad record."""
+    api = Api(cap=3)
+    api.requests = LockedList()
+    for i, agent in enumerate(AGENTS):
+        api.runs[agent] = []
+        for j in range(4 + i):
+            result = {"step_history": STEPS, "timeline": TIMELINE} if j % 2 else None
+            api.add(f"{agent}-r{j}", 10 * j + i, 10 * j + i + 5, agent=agent, result=result, token_usage=j)
+        if i % 2 == 0:
+            api.add(f"{agent}-live", 300 + i, None, status="running", agent=agent)
+    api.details["a1-r0"]["status"] = "running"  # the detail shows an earlier state: held, re-checked
+    del api.details["a2-r1"]  # detail 404: exported from its listing
+    api.runs["a3"].append({"id": "a3-bad", "attributes": {"status": "completed", "completed_on": iso(50)}})
+    return api
+
+
+def busy_history(api: Api, h: Harness, shutdown: Callable[[Harness], None]) -> list[tuple[list[Batch], list[str]]]:
+    """Polls over busy_api, with a crash mid-window and a restart; per poll:
+    (batches, sorted request URLs; none for the crashed poll)."""
+    polls: list[tuple[list[Batch], list[str]]] = []
+
+    def poll(harness: Harness, at: float, stop_after: int | None = None) -> None:
+        batches, requests = len(harness.batches), len(api.requests)
+        harness.poll(T0 + timedelta(seconds=at), stop_after=stop_after)
+        if stop_after is not None:
+            shutdown(harness)  # its threads' last requests are done before the next poll
+        urls = [] if stop_after is not None else sorted(str(r.url) for r in api.requests[requests:])
+        polls.append((harness.batches[batches:], urls))
+
+    poll(h, 600)
+    for i, agent in enumerate(AGENTS):
+        if i % 2 == 0 and i > 0:
+            api.finish(f"{agent}-live", 610)
+        if i >= 4:
+            for j in range(3):
+                api.add(f"{agent}-n{j}", 605 + j, 615 + j, agent=agent)
+    api.runs["a0"] = [r for r in api.runs["a0"] if r["id"] != "a0-live"]  # left the in-flight list
+    del api.details["a1-r0"]["status"]  # its detail now shows it finished
+    poll(h, 700)
+    for agent in AGENTS:
+        for j in range(8):
+            api.add(f"{agent}-m{j}", 700 + 10 * j, 705 + 10 * j, agent=agent)
+    poll(h, 800, stop_after=12)  # "kill -9" mid-window
+    restarted = Harness(api, state=h.state, agents=AGENTS, concurrency=h.source.workers.size)
+    poll(restarted, 900)  # resumes the part-read windows, then reads on to now
+    for n in range(6):  # idle polls: the in-flight countdown
+        poll(restarted, 1000 + 100 * n)
+    return polls
+
+
+def stop_threads(harness: Harness) -> None:
+    harness.source.workers._pool.shutdown(wait=True)
+
+
+def test_concurrent_reading_yields_the_batches_of_a_sequential_read() -> None:
+    sequential_api, concurrent_api = busy_api(), busy_api()
+    sequential = Harness(sequential_api, agents=AGENTS, concurrency=1)
+    concurrent = Harness(concurrent_api, agents=AGENTS, concurrency=8)
+    expected = busy_history(sequential_api, sequential, stop_threads)
+    got = busy_history(concurrent_api, concurrent, stop_threads)
+    assert len(got) == len(expected)
+    for n, ((batches, urls), (want_batches, want_urls)) in enumerate(zip(got, expected, strict=True)):
+        assert batches == want_batches, f"poll {n}"  # runs, checkpoints, seen keys, open runs, records, rejects
+        assert urls == want_urls, f"poll {n}"  # the same requests (in another order)
+    # The history did exercise every part: pages, details, re-checks, 404s, rejects, in-flight runs.
+    all_urls = [str(r.url) for r in sequential_api.requests]
+    assert any("page=3" in url and "has_completed=true" in url for url in all_urls)
+    assert sum(1 for url in all_urls if url.split("?")[0].endswith("/a1-r0")) == 2  # asked again by id
+    assert any(url.split("?")[0].endswith("/a0-live") for url in all_urls)  # left the in-flight list
+    runs = [run for batches, _ in expected for batch in batches for run in batch.runs]
+    assert len(runs) == len({run.run_id for run in runs}) == sum(4 + i for i in range(10)) + 6 * 3 + 4 + 80
+    assert sequential.state.rejected == concurrent.state.rejected and sequential.state.rejected
+    assert sequential.state.open == concurrent.state.open
+
+
+class Overlap:
+    """A handler that holds each request `counted` picks out until `n` of
+    them are waiting at once, then lets every one through: it proves `n`
+    requests in flight together (or gives up after `timeout`)."""
+
+    def __init__(self, api: Api, n: int, counted: Callable[[httpx.Request], bool], timeout: float = 5.0) -> None:
+        self.api, self.n, self.counted, self.timeout = api, n, counted, timeout
+        self._cond = threading.Condition()
+        self._waiting = 0
+        self.reached = False
+        self.timed_out = False
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.counted(request):
+            with self._cond:
+                self._waiting += 1
+                if self._waiting >= self.n:
+                    self.reached = True
+                    self._cond.notify_all()
+                if not self._cond.wait_for(lambda: self.reached or self.timed_out, self.timeout):
+                    self.timed_out = True  # never n at once: let every request through
+                    self._cond.notify_all()
+                self._waiting -= 1
+        return self.api(request)
+
+
+def is_detail(request: httpx.Request) -> bool:
+    return len(request.url.path.strip("/").split("/")) == 5
+
+
+def is_later_page(request: httpx.Request) -> bool:
+    return not is_detail(request) and request.url.params.get("page") != "1"
+
+
+def is_inflight(request: httpx.Request) -> bool:
+    return bool(request.url.params.get("has_completed") == "false")
+
+
+def is_window(request: httpx.Request) -> bool:
+    return bool(request.url.params.get("has_completed") == "true")
+
+
+OVERLAP_CASES: dict[str, tuple[list[str], bool, Callable[[httpx.Request], bool]]] = {  # agents, fetch_detail
+    # (a) the first window page of every agent (an idle poll: one request per agent)
+    "agents": (AGENTS, True, lambda r: is_window(r) and r.url.params.get("page") == "1"),
+    # (b) the details of one page's runs
+    "details": (["a9"], True, is_detail),
+    # (c) pages 2..total_pages of one window
+    "pages": (["a9"], False, is_later_page),
+    # (d) the in-flight listings of all agents (the first poll asks them all)
+    "inflight": (AGENTS, True, is_inflight),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERLAP_CASES))
+def test_requests_overlap(case: str) -> None:
+    agents, fetch_detail, counted = OVERLAP_CASES[case]
+    api = Api(cap=100 if case == "details" else 1)
+    api.requests = LockedList()
+    for agent in AGENTS:
+        api.runs[agent] = []
+    for j in range(10):
+        api.add(f"a9-r{j}", j, j + 1, agent="a9")
+    overlap = Overlap(api, 4, counted)
+    h = Harness(overlap, agents=agents, concurrency=8, fetch_detail=fetch_detail)
+    h.poll(T0 + timedelta(minutes=10))
+    assert overlap.reached and not overlap.timed_out
+    assert len(h.runs) == 10
+
+
+def test_a_sequential_reader_never_has_requests_overlap() -> None:
+    """The check above has teeth: one request at a time never gets 2 in flight."""
+    api = Api()
+    api.requests = LockedList()
+    for agent in AGENTS:
+        api.runs[agent] = []
+    overlap = Overlap(api, 2, is_window, timeout=0.2)
+    h = Harness(overlap, agents=AGENTS[:2], concurrency=1)
+    h.poll(T0 + timedelta(minutes=10))
+    assert overlap.timed_out and not overlap.reached
+
+
+def failing(api: Api, fails: Callable[[httpx.Request], httpx.Response | None]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return fails(request) or api(request)
+
+    return handler
+
+
+def server_error(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(500, text="boom")
+
+
+HTML = httpx.Response(200, text="<html>maintenance</html>", headers={"content-type": "text/html"})
+FAULTS: dict[str, Callable[[httpx.Request], httpx.Response | None]] = {
+    # a 500 forever on one run's detail, mid-window of a later agent
+    "detail_500": lambda r: server_error(r) if r.url.path.endswith("/a6-r5") else None,
+    # a 500 forever on page 2 of one agent's window
+    "page_500": lambda r: (
+        server_error(r) if "/a5/" in r.url.path and is_window(r) and r.url.params["page"] == "2" else None
+    ),
+    # a bad answer to one agent's first page (fetched ahead): that agent is skipped, the poll fails at its end
+    "first_page_bad": lambda r: HTML if "/a4/" in r.url.path and is_window(r) else None,
+    # a bad answer to one agent's in-flight listing (fetched ahead too)
+    "inflight_bad": lambda r: HTML if "/a7/" in r.url.path and is_inflight(r) else None,
+    # a 500 on one agent's in-flight listing
+    "inflight_500": lambda r: server_error(r) if "/a3/" in r.url.path and is_inflight(r) else None,
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_failed_request_fails_the_poll_as_the_sequential_read_does(fault: str) -> None:
+    outcomes = []
+    for concurrency in (1, 8):
+        api = busy_api()
+        h = Harness(failing(api, FAULTS[fault]), agents=AGENTS, concurrency=concurrency)
+        with pytest.raises(Exception) as raised:
+            h.poll(T0 + timedelta(minutes=10))
+        outcomes.append((h.batches, type(raised.value), str(raised.value), h.state.checkpoint))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0]  # some batches were committed before the failure

@@ -7,6 +7,7 @@ import copy
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -49,6 +50,7 @@ class FakeBctrl:
         self.runs: dict[str, dict[str, Any]] = {}
         self.activity: dict[str, list[dict[str, Any]]] = {}
         self.requests: list[httpx.Request] = []
+        self._lock = threading.Lock()  # the handler runs on the source's worker threads
         # path -> handler returning a Response to override the fake, or None
         self.override: dict[str, Callable[[httpx.Request], httpx.Response | None]] = {}
 
@@ -71,7 +73,8 @@ class FakeBctrl:
         self.activity.setdefault(run_id, []).extend(items)
 
     def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        with self._lock:
+            self.requests.append(request)
         path, q = request.url.path, request.url.params
         if path in self.override and (response := self.override[path](request)) is not None:
             return response
@@ -99,7 +102,8 @@ class FakeBctrl:
         return [r.url.path for r in self.requests]
 
     def reset(self) -> None:
-        self.requests.clear()
+        with self._lock:
+            self.requests.clear()
 
 
 def item(
@@ -142,11 +146,11 @@ def run_end(run_id: str, at: datetime, status: str = "succeeded") -> dict[str, A
 # -- an in-memory StateView that applies committed batches -------------------------
 
 
-def make_source(fake: FakeBctrl, **options: Any) -> BctrlSource:
+def make_source(fake: FakeBctrl, *, concurrency: int = 1, **options: Any) -> BctrlSource:
     opts: dict[str, Any] = {"level": None, "categories": None, "runs": None, "page_size": 100, "lookback": 30.0}
     opts.update(options)
     src = BctrlSource(
-        source_config("bctrl", base_url="http://bctrl.test", name="bc", **opts),
+        source_config("bctrl", base_url="http://bctrl.test", name="bc", concurrency=concurrency, **opts),
         transport=httpx.MockTransport(fake.handler),
         stop=NoWait(),
     )
@@ -753,3 +757,136 @@ def test_state_written_by_the_old_reader_resumes_where_it_left_off() -> None:
     assert [e.id for e in run.events] == ["r1-start", "r1-end"]
     assert state.open == {} and state.seen["run:r1"] == t0.timestamp()
     assert state.checkpoint == {"watermark": (NOW - timedelta(minutes=5)).isoformat()}
+
+
+# -- concurrent activity reads ---------------------------------------------------------------
+
+
+def busy_history(fake: FakeBctrl, runs: int = 130) -> None:
+    """Many open runs with several activity pages each (page_size 3): finished
+    ones, running ones, gone ones (404) and ones with a bad item, across more
+    than one grouped commit."""
+    for n in range(runs):
+        run_id, t0 = f"r{n:03d}", NOW - timedelta(minutes=50) + timedelta(seconds=20 * n)
+        status = ("succeeded", "running", "failed", "running")[n % 4]
+        fake.add_run(run_id, t0, status=status, runtime=f"rt_{n % 7}")
+        if n % 11 == 5:
+            del fake.activity[run_id]  # listed, but its activity answers 404
+            continue
+        steps = [run_start(run_id, t0)]
+        steps += [item(f"{run_id}-{k}", run_id, t0 + timedelta(seconds=k + 1)) for k in range(n % 9)]
+        if n % 13 == 0:
+            steps.append({**item(f"{run_id}-bad", run_id, t0), "time": "not-a-time"})
+        if status != "running":
+            steps.append(run_end(run_id, t0 + timedelta(seconds=15), status))
+        fake.add_items(run_id, *steps)
+
+
+def grow(fake: FakeBctrl, step: int) -> None:
+    """More activity for the running runs, some of them ending."""
+    for run_id, run in fake.runs.items():
+        if run["status"] != "running" or run_id not in fake.activity:
+            continue
+        n = int(run_id[1:])
+        t = NOW + timedelta(seconds=step)
+        fake.add_items(run_id, *(item(f"{run_id}-s{step}-{k}", run_id, t) for k in range(n % 5)))
+        if (n + step) % 3 == 0:
+            fake.add_items(run_id, run_end(run_id, t + timedelta(seconds=1)))
+
+
+def polls(concurrency: int, rounds: int = 3) -> tuple[list[list[Batch]], MemoryState, list[tuple[str, str | None]]]:
+    fake = FakeBctrl()
+    busy_history(fake)
+    src, state = make_source(fake, concurrency=concurrency, page_size=3), MemoryState()
+    out = []
+    for k in range(rounds):
+        out.append(poll(src, state, NOW + timedelta(seconds=30 * k)))
+        grow(fake, k + 1)
+    requests = sorted(((r.url.path, r.url.params.get("cursor")) for r in fake.requests), key=str)
+    src.close()
+    return out, state, requests
+
+
+def test_concurrent_activity_reads_give_exactly_the_batches_of_a_sequential_read() -> None:
+    sequential, seq_state, seq_requests = polls(1)
+    concurrent, state, requests = polls(8)
+    assert len(sequential[0]) > 3  # several grouped commits: the concurrent part is exercised
+    assert sum(len(b.runs) for b in sequential[0]) > 30 and len(seq_state.open) >= 10
+    assert concurrent == sequential  # runs, events, open runs, seen keys, checkpoints, records, in order
+    assert (state.open, state.seen, state.checkpoint, state.records) == (
+        seq_state.open,
+        seq_state.seen,
+        seq_state.checkpoint,
+        seq_state.records,
+    )
+    assert requests == seq_requests  # the same requests, only overlapping
+
+
+@pytest.mark.parametrize("concurrency", [8, 1])
+def test_activity_requests_of_different_runs_are_in_flight_together(concurrency: int) -> None:
+    """Each activity request waits until 4 are waiting at once: only a reader
+    with 4 in flight together gets past. The sequential reader cannot (its
+    barrier times out), which proves the test tells the two apart."""
+    fake = FakeBctrl()
+    for n in range(8):
+        fake.add_run(f"r{n}", NOW - timedelta(minutes=5 - n / 2))
+        fake.add_items(f"r{n}", run_start(f"r{n}", NOW - timedelta(minutes=5)))
+    barrier = threading.Barrier(4, timeout=5 if concurrency > 1 else 0.2)
+    lock, in_flight, most, broken = threading.Lock(), [0], [0], []
+
+    def together(request: httpx.Request) -> httpx.Response | None:
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            broken.append(request.url.path)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+        return None  # the fake's answer
+
+    for n in range(8):
+        fake.override[f"/v1/runs/r{n}/activity"] = together
+    state = MemoryState()
+    poll(make_source(fake, concurrency=concurrency), state)
+    assert len(state.open) == 8 and len(state.events) == 8
+    if concurrency > 1:
+        assert broken == [] and most[0] >= 4
+    else:
+        assert broken and most[0] == 1
+
+
+def failing_history(fake: FakeBctrl, fail: str) -> None:
+    busy_history(fake, runs=90)
+    if fail == "http_500":
+        fake.override["/v1/runs/r070/activity"] = lambda r: httpx.Response(500, json={"error": "boom"})
+    else:  # a bad response on the second page of r070's chain
+        fake.override["/v1/runs/r070/activity"] = lambda r: (
+            httpx.Response(200, json={"data": []}) if r.url.params.get("cursor") == "a3" else None
+        )
+
+
+@pytest.mark.parametrize(
+    ("fail", "error"), [("http_500", RetryableError), ("bad_response", BadResponseError)], ids=["500", "bad"]
+)
+def test_a_failing_concurrent_request_fails_the_poll_as_a_sequential_read_does(
+    fail: str, error: type[Exception]
+) -> None:
+    results = []
+    for concurrency in (1, 8):
+        fake = FakeBctrl()
+        failing_history(fake, fail)
+        src, state, committed = make_source(fake, concurrency=concurrency, page_size=3), MemoryState(), []
+        with pytest.raises(error) as err:
+            for batch in src.poll(PollContext(checkpoint={}, now=NOW, state=state)):
+                state.apply(batch)
+                committed.append(batch)
+        src.close()
+        results.append((committed, state.open, state.seen, state.checkpoint, str(err.value)))
+    sequential, concurrent = results
+    assert concurrent == sequential
+    committed, open_runs, seen, _, _ = sequential
+    assert len(committed) >= 2 and any(b.runs for b in committed[1:])  # activity groups committed before it
+    assert "r070" in open_runs and "run:r070" not in seen and "run:r099" not in seen

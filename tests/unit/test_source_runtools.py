@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import random
+import threading
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from pathlib import Path
@@ -11,10 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from exporter.config import SourceConfig
 from exporter.model import Batch, Run, RunStatus, Severity, ToolStatus
 from exporter.sources.base import PollContext
 from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
-from exporter.sources.runtools import api
+from exporter.sources.runtools import api, backfill
 from exporter.sources.runtools import reader as runtools
 from exporter.sources.runtools.reader import RuntoolsSource
 from exporter.state.store import StateStore
@@ -54,9 +58,11 @@ class Feed:
         self.events = events
         self.page = page
         self.requests: list[httpx.Request] = []
+        self._lock = threading.Lock()  # concurrent readers call it from several threads
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        with self._lock:
+            self.requests.append(request)
         q = request.url.params
         since, until = datetime.fromisoformat(q["since"]), datetime.fromisoformat(q["until"])
         visible = [e for e in reversed(self.events) if since <= datetime.fromisoformat(str(e["occurredAt"])) < until]
@@ -77,10 +83,22 @@ class Harness:
     as the scheduler does."""
 
     def __init__(self, tmp_path: Path, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
+        self._open(tmp_path, handler, source_config(start_from=start_from, option_map=options))
+
+    @classmethod
+    def reading(
+        cls, tmp_path: Path, handler: Handler, concurrency: int, start_from: float, options: Mapping[str, object]
+    ) -> Harness:
+        """A harness whose source reads with `concurrency` requests at once."""
+        h = cls.__new__(cls)
+        config = source_config(start_from=start_from, concurrency=concurrency, option_map=options)
+        h._open(tmp_path, handler, config)
+        return h
+
+    def _open(self, tmp_path: Path, handler: Handler, config: SourceConfig) -> None:
+        tmp_path.mkdir(parents=True, exist_ok=True)
         self.store = StateStore(tmp_path / "state.db")
-        self.source = RuntoolsSource(
-            source_config(start_from=start_from, option_map=options), transport=httpx.MockTransport(handler)
-        )
+        self.source = RuntoolsSource(config, transport=httpx.MockTransport(handler))
         self.runs: list[Run] = []
         self.events = 0
         self.rejected: list[str] = []
@@ -327,6 +345,14 @@ def test_narrowing_never_widens_a_window_past_max_window(tmp_path: Path, monkeyp
     assert max(spans) <= timedelta(seconds=5) and h.events == 40
 
 
+def _params(request: httpx.Request) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(request.url.params.multi_items()))
+
+
+def api_time(at: datetime) -> str:
+    return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def parse(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
@@ -495,3 +521,196 @@ def test_the_checkpoint_keeps_the_window_being_read(tmp_path: Path, monkeypatch:
 )
 def test_a_page_names_the_next_cursor_only_when_there_is_more(meta: object, cursor: str | None) -> None:
     assert api.page("feed", {"data": {"events": []}, "meta": meta}) == api.Page([], cursor)
+
+
+# -- concurrent backfill (issue #15) -------------------------------------------
+
+
+def _busy_history(seed: int = 7) -> list[dict[str, object]]:
+    """Runs of random length over the last 15 minutes, some crossing many
+    windows, some still open at the end, tool calls on other pages, events
+    without a run, and a few in the live part (within `lookback` of now)."""
+    rnd = random.Random(seed)
+    events: list[dict[str, object]] = []
+    for n in range(90):
+        start = rnd.uniform(-900, -5)
+        run = f"r{n}"
+        events.append(ev(len(events), start, "agent.run.started", run=run))
+        t = start
+        for c in range(rnd.randint(0, 3)):
+            t += rnd.uniform(0.5, 20)
+            events.append(ev(len(events), t, "tool.call.started", run=run, call=f"c{n}.{c}", toolSlug="q"))
+            t += rnd.uniform(0.5, 30)
+            events.append(ev(len(events), t, "tool.call.completed", run=run, call=f"c{n}.{c}", toolSlug="q"))
+        t += rnd.uniform(0.5, 60)
+        if t < -1 and n % 9:
+            events.append(ev(len(events), t, rnd.choice(["agent.run.completed", "agent.run.failed"]), run=run))
+    events += [ev(len(events) + i, rnd.uniform(-900, -1), "sandbox.created", run=None) for i in range(40)]
+    return events
+
+
+# max_window below MIN_SPAN: every backfill window spans exactly 10 s however
+# many pages it has, so the concurrent reader's windows are the sequential
+# one's, and its batches must be too.
+FIXED_SPAN = {"max_window": 10.0, "lookback": 30.0}
+
+
+def _read_all(tmp_path: Path, concurrency: int, feed: Feed, stop_after: int | None = None) -> Harness:
+    h = Harness.reading(tmp_path, feed, concurrency, 900.0, FIXED_SPAN)
+    h.poll(T0, stop_after)
+    return h
+
+
+def _outcome(h: Harness) -> tuple[object, ...]:
+    return (h.batches, h.store.checkpoint("feed"), list(h.store.open_runs("feed")), h.events)
+
+
+def test_a_concurrent_backfill_yields_exactly_the_batches_of_a_sequential_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)  # windows of several batches, prefetched in part
+    events = _busy_history()
+    sequential = _read_all(tmp_path / "1", 1, feed_1 := Feed(events, page=2))
+    concurrent = _read_all(tmp_path / "8", 8, feed_8 := Feed(events, page=2))
+    assert len(sequential.batches) > 100 and len(sequential.runs) > 50  # the history is a busy one
+    chains = [
+        len([r for r in feed_1.requests if parse(r.url.params["since"]) == s])
+        for s in {parse(r.url.params["since"]) for r in feed_1.requests}
+    ]
+    assert max(chains) > 2 * backfill.PREFETCH_COMMITS * 2  # some window is longer than what is fetched ahead
+    assert _outcome(concurrent) == _outcome(sequential)
+    assert sorted(map(_params, feed_8.requests)) == sorted(map(_params, feed_1.requests))  # the same requests
+    assert len({r.run_id for r in concurrent.runs}) == len(concurrent.runs)  # each run once
+    # And a next poll (live, sequential) goes on alike from either state.
+    for h in (sequential, concurrent):
+        h.poll(T0 + timedelta(seconds=20))
+    assert _outcome(concurrent) == _outcome(sequential)
+
+
+def test_a_concurrent_backfill_killed_after_any_batch_resumes_as_a_sequential_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    events = _busy_history(seed=11)
+    whole = _read_all(tmp_path / "whole", 1, Feed(events, page=2))
+    for crash_after in (1, 5, 17, 40):
+        directory = tmp_path / f"crash{crash_after}"
+        first = _read_all(directory, 8, Feed(events, page=2), stop_after=crash_after)  # then "kill -9"
+        second = _read_all(directory, 8, Feed(events, page=2))  # resumes, concurrently, from the checkpoint
+        runs = first.runs + second.runs
+        assert sorted(r.run_id for r in runs) == sorted(r.run_id for r in whole.runs)  # nothing lost or doubled
+        assert first.events + second.events == whole.events
+        assert second.store.checkpoint("feed") == whole.store.checkpoint("feed")
+
+
+def test_a_concurrent_backfill_of_varying_density_reads_every_event_once(tmp_path: Path) -> None:
+    """Spans adapt as windows are consumed (windows planned ahead keep
+    theirs), so the windows differ from a sequential read's; what is read
+    does not, and the windows are a function of the feed, not of timing."""
+    events = _busy_history(seed=3)
+    events += [ev(10_000 + i, -600 + i * 0.05, "agent.message.added", run=None) for i in range(2000)]  # a burst
+    options = {"max_window": 600.0, "lookback": 30.0}
+    results, feeds = [], []
+    for n, concurrency in enumerate((1, 8, 8)):
+        feed = Feed(events, page=20)
+        h = Harness.reading(tmp_path / str(n), feed, concurrency, 900.0, options)
+        h.poll(T0)
+        results.append(h)
+        feeds.append(feed)
+    sequential, concurrent, again = results
+    assert concurrent.events == sequential.events == len([e for e in events if parse(str(e["occurredAt"])) < T0])
+    assert sorted((r.run_id, r.status, len(r.tool_calls)) for r in concurrent.runs) == sorted(
+        (r.run_id, r.status, len(r.tool_calls)) for r in sequential.runs
+    )
+    assert sorted(o.run_id for o in concurrent.store.open_runs("feed")) == sorted(
+        o.run_id for o in sequential.store.open_runs("feed")
+    )
+    assert concurrent.store.checkpoint("feed")["watermark"] == T0.isoformat()
+    assert _outcome(again) == _outcome(concurrent)  # deterministic: the same windows, the same batches
+    assert sorted(map(_params, feeds[2].requests)) == sorted(map(_params, feeds[1].requests))
+    # Settled windows run up to now - lookback; only the live part after it is read alone.
+    live = [r for r in feeds[1].requests if parse(r.url.params["until"]) > T0 - timedelta(seconds=30)]
+    assert {(r.url.params["since"], r.url.params["until"]) for r in live} == {
+        (api_time(T0 - timedelta(seconds=31)), api_time(T0))
+    }
+
+
+@pytest.mark.parametrize(("concurrency", "overlapped"), [(8, True), (1, False)])
+def test_settled_windows_are_requested_together(tmp_path: Path, concurrency: int, overlapped: bool) -> None:
+    """The first four requests each wait until all four are in flight: a
+    sequential reader's first request waits alone until the barrier gives up."""
+    feed = Feed([ev(i, -3000 + 30 * i, "agent.message.added", run=None) for i in range(100)], page=2)
+    barrier = threading.Barrier(4, timeout=5 if overlapped else 0.5)
+    waited: list[bool] = []
+    lock = threading.Lock()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            first = len(waited) < 4
+            waited.append(first)
+        if first:
+            with contextlib.suppress(threading.BrokenBarrierError):  # answered anyway: the test looks at the barrier
+                barrier.wait()
+        return feed(request)
+
+    h = Harness.reading(tmp_path, handler, concurrency, 3600.0, {"max_window": 600.0, "lookback": 30.0})
+    h.poll(T0)
+    assert barrier.broken is not overlapped
+    assert h.events == 100
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500, json={"error": "boom"}),
+        httpx.Response(200, text="<html>maintenance</html>", headers={"content-type": "text/html"}),
+    ],
+)
+def test_a_failed_request_read_ahead_fails_the_poll_after_the_same_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: httpx.Response
+) -> None:
+    monkeypatch.setattr(runtools, "PAGES_PER_COMMIT", 2)
+    events = _busy_history(seed=5)
+    clean = Feed(events, page=2)
+    _read_all(tmp_path / "clean", 1, clean)
+    third_pages = [parse(r.url.params["since"]) for r in clean.requests if r.url.params.get("cursor") == "4"]
+    failing_since = third_pages[len(third_pages) // 2]  # a window half-way through the backfill
+    assert failing_since < T0 - timedelta(seconds=300)  # settled, and read with others ahead of it
+    outcomes = []
+    for concurrency in (1, 8):
+        feed = Feed(events, page=2)
+
+        def handler(request: httpx.Request, feed: Feed = feed) -> httpx.Response:
+            q = request.url.params
+            if parse(q["since"]) == failing_since and q.get("cursor") == "4":  # its third page
+                return failure
+            return feed(request)
+
+        h = Harness.reading(tmp_path / str(concurrency), handler, concurrency, 900.0, FIXED_SPAN)
+        h.source._client._retries = 0
+        with pytest.raises(Exception) as raised:
+            h.poll(T0)
+        outcomes.append((type(raised.value), *_outcome(h)))
+    sequential, concurrent = outcomes
+    assert concurrent == sequential
+    assert sequential[2]["window"]["cursor"] == "4"  # type: ignore[index]  # the failed window's first batch committed
+
+
+def test_after_a_sparse_stretch_a_dense_one_is_read_in_windows_side_by_side(tmp_path: Path) -> None:
+    """Two empty hours grow the span to `max_window`; a concurrent backfill
+    then cuts the windows to a share of what is left, so the dense last half
+    hour is read as many windows at once instead of one chain of pages. What
+    is read is the same as a sequential read's."""
+    events = [ev(i, -1800 + i * 0.5, "agent.message.added", run=None) for i in range(3000)]
+    options = {"max_window": 3600.0, "lookback": 30.0}
+    windows, counted = {}, {}
+    for concurrency in (1, 8):
+        feed = Feed(events, page=50)
+        h = Harness.reading(tmp_path / str(concurrency), feed, concurrency, 3 * 3600.0, options)
+        h.poll(T0)
+        counted[concurrency] = h.events
+        dense = {r.url.params["since"] for r in feed.requests if parse(r.url.params["until"]) > T0 - timedelta(hours=1)}
+        windows[concurrency] = len(dense)
+    assert counted[8] == counted[1] == len(events)
+    assert windows[1] <= 3  # one long chain (and the live part)
+    assert windows[8] >= 8  # a share each for the workers

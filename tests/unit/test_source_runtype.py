@@ -4,6 +4,7 @@ dedup, failures and request counts."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -14,9 +15,9 @@ import httpx
 import pytest
 
 from exporter.convert.traces import run_to_spans, run_trace_id
-from exporter.model import Run, RunStatus, ToolStatus, parse_time
+from exporter.model import Batch, Run, RunStatus, ToolStatus, parse_time
 from exporter.sources.base import PollContext
-from exporter.sources.http import AuthError, BadResponseError, CursorLoopError
+from exporter.sources.http import AuthError, BadResponseError, CursorLoopError, SourceError
 from exporter.sources.runtype.reader import RuntypeSource
 from tests.conftest import MemoryState, source_config
 
@@ -75,6 +76,7 @@ class Platform:
         self.tool_calls: dict[str, list[dict[str, object]]] = {}
         self.page = page
         self.requests: list[httpx.Request] = []
+        self.lock = threading.Lock()  # requests come from the source's worker threads
 
     def add(self, *items: dict[str, object]) -> None:
         for item in items:
@@ -84,7 +86,8 @@ class Platform:
         return [r.url.path + ("?executionId" if "executionId" in r.url.params else "") for r in self.requests]
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
+        with self.lock:
+            self.requests.append(request)
         parts = request.url.path.strip("/").split("/")
         q = request.url.params
         if parts == ["v1", "agents"]:
@@ -131,10 +134,13 @@ class Platform:
 
 
 class Harness:
-    def __init__(self, handler: Handler, start_from: float = 3600.0, **options: object) -> None:
+    def __init__(
+        self, handler: Handler, start_from: float = 3600.0, *, concurrency: int = 1, **options: object
+    ) -> None:
         self.state = MemoryState()
-        config = source_config("runtype", name="rt", start_from=start_from, option_map=options)
+        config = source_config("runtype", name="rt", start_from=start_from, concurrency=concurrency, option_map=options)
         self.source = RuntypeSource(config, transport=httpx.MockTransport(handler))
+        self.batches: list[Batch] = []
         self.runs: list[Run] = []
         self.rejected: list[tuple[str, str]] = []
         self.records: dict[str, int] = {}
@@ -144,6 +150,7 @@ class Harness:
         ctx = PollContext(checkpoint=self.state.checkpoint, now=now, state=self.state)
         for n, batch in enumerate(self.source.poll(ctx)):
             self.state.apply(batch)
+            self.batches.append(batch)
             self.runs += batch.runs
             self.rejected += [(r.reason, r.record_id) for r in batch.rejected]
             for kind, count in batch.records.items():
@@ -756,3 +763,269 @@ def test_old_checkpoint_is_written_back_unchanged() -> None:
     assert agents.listed_at is not None and agents.listed_at.isoformat() == OLD_CHECKPOINT["listed_at"]
     lineage = Lineage("rt", OLD_CHECKPOINT["subs"], MemoryState(), lambda exec_id, agent: None)
     assert lineage.subs_json() == OLD_CHECKPOINT["subs"]
+
+
+# -- concurrent reads (issue #15) -------------------------------------------------------
+
+AGENTS = [f"ag{a:02d}" for a in range(12)]
+STATUSES = ["completed", "failed", "running", "completed", "timed_out", "cancelled", "completed", "failed"]
+
+
+def busy_platform() -> Platform:
+    """Many agents, several pages and windows each: failed runs without error
+    text (detail reads), tool calls over two pages (one bad), running runs
+    (re-read by id once out of the window), sub-agents of other agents'
+    runs (lineage look-ups), and a bad record."""
+    p = Platform(AGENTS, page=3)
+    for a, agent in enumerate(AGENTS):
+        for n, status in enumerate(STATUSES):
+            exec_id = f"{agent}-e{n}"
+            extra: dict[str, object] = {}
+            if n == 1:
+                extra["error"] = {"message": f"quota of {agent}"}  # detail only: the list item has no error
+            if n == 6:
+                extra["totalCost"] = "n/a"
+            parent = f"{AGENTS[(a + 1) % len(AGENTS)]}-e0" if n == 3 else None
+            item = execution(exec_id, agent, -3000 + 37 * a + 300 * n, status, parent=parent)
+            item.update(extra)
+            p.add(item)
+            p.tool_calls[exec_id] = [
+                {"id": f"{exec_id}-tc{k}", "toolName": f"tool{k}", "status": "completed", "createdAt": iso(-2990 + k)}
+                for k in range((a + n) % 5)
+            ]
+            if n == 5:
+                p.tool_calls[exec_id].append({"id": f"{exec_id}-bad", "toolName": "odd"})  # no createdAt
+    return p
+
+
+def advance(p: Platform, step: int) -> None:
+    """Between polls: running runs finish, new runs arrive."""
+    for agent in AGENTS:
+        p.add(execution(f"{agent}-e2", agent, -3000 + 600, "completed", duration=900 + step, finalOutput="done"))
+        # n1 is listed again by the next poll's lookback (seen: skipped, nothing fetched for it)
+        p.add(execution(f"{agent}-n{step}", agent, 100 * step, "completed" if step == 1 else "failed"))
+
+
+POLLS = (T0, T0 + timedelta(seconds=120), T0 + timedelta(seconds=700))
+
+
+def scenario(
+    concurrency: int, wrap: Callable[[Handler], Handler] = lambda h: h
+) -> tuple[Harness, Platform, SourceError | None]:
+    p = busy_platform()
+    h = Harness(wrap(p), concurrency=concurrency)
+    h.source._client._retries = 0
+    try:
+        for step, now in enumerate(POLLS):
+            if step:
+                advance(p, step)
+            h.poll(now)
+    except SourceError as err:
+        return h, p, err
+    return h, p, None
+
+
+def request_keys(p: Platform) -> list[str]:
+    return sorted(str(r.url) for r in p.requests)
+
+
+def test_concurrent_polls_yield_exactly_the_batches_of_a_sequential_read() -> None:
+    h1, p1, err1 = scenario(1)
+    h8, p8, err8 = scenario(8)
+    assert err1 is None and err8 is None
+    assert len(h1.runs) == len(AGENTS) * (len(STATUSES) + 2)  # the history exercises what runs ahead
+    assert h1.records["tool_call"] > 100 and any(r.parent_run_id for r in h1.runs) and h1.rejected
+    assert [x for x in p1.paths() if x.endswith("?executionId")]  # sub-agent look-ups happened
+    assert len([r for r in p1.requests if r.url.path.endswith("-e2")]) == len(AGENTS)  # open runs re-read by id
+    assert h8.batches == h1.batches  # runs, open runs, seen keys, records, rejects, checkpoints, in order
+    assert (h8.state.checkpoint, h8.state.open, h8.state.seen) == (h1.state.checkpoint, h1.state.open, h1.state.seen)
+    assert request_keys(p8) == request_keys(p1)  # nothing read twice or for nothing
+
+
+def test_idle_poll_of_many_agents_asks_the_same_as_a_sequential_one() -> None:
+    p1, p8 = Platform(AGENTS), Platform(AGENTS)
+    h1, h8 = Harness(p1, concurrency=1), Harness(p8, concurrency=8)
+    for h in (h1, h8):
+        h.poll(T0)
+        h.poll(T0 + timedelta(seconds=60))
+    assert h8.batches == h1.batches
+    assert p8.paths() == p1.paths()  # the first pages come back in agent order
+
+
+def lineage_platform() -> Platform:
+    """Sub-agents whose parents are on later pages of their own agent (a
+    chain of two), of other agents (read before or after), shared, a ghost
+    (404 on look-up: unresolved), running (a child's root held open) or in
+    a cycle."""
+    p = Platform(["a", "b", "c"], page=3)
+    p.add(
+        execution("a1", "a", -10, parent="a8"),  # a8 -> a9: the second step is a2's planned look-up
+        execution("a2", "a", -20, parent="a9"),
+        execution("a3", "a", -30, parent="b1"),  # b1 -> c2 via b
+        execution("a4", "a", -40, "running", parent="b1"),
+        execution("a5", "a", -50, parent="ghost"),
+        execution("a6", "a", -60, parent="c1"),
+        execution("a7", "a", -70, parent="x1"),  # x1 <-> x2: a cycle
+        execution("a8", "a", -80, parent="a9"),
+        execution("a9", "a", -90),
+        execution("b1", "b", -150, parent="c2"),
+        execution("b2", "b", -160, parent="c1"),
+        execution("c1", "c", -300, "running"),
+        execution("c2", "c", -310),
+        execution("x1", "c", -320, parent="x2"),
+        execution("x2", "c", -330, parent="x1"),
+    )
+    for exec_id in p.executions:
+        p.tool_calls[exec_id] = [{"id": f"{exec_id}-tc", "toolName": "t", "status": "completed", "createdAt": iso(-5)}]
+    return p
+
+
+def test_sub_agent_look_ups_run_ahead_and_change_nothing() -> None:
+    def run(concurrency: int) -> tuple[Harness, Platform, list[str]]:
+        p = lineage_platform()
+        threads: list[str] = []
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            if "executionId" in request.url.params:
+                threads.append(threading.current_thread().name)
+            return p(request)
+
+        h = Harness(handler, concurrency=concurrency)
+        h.poll(T0)
+        p.add(execution("a4", "a", -40, parent="b1"), execution("c1", "c", -300))  # the running ones finish
+        p.add(execution("a0", "a", 30, parent="b2"), execution("b3", "b", 40, parent="a0"))
+        h.poll(T0 + timedelta(seconds=120))
+        return h, p, threads
+
+    h1, p1, _ = run(1)
+    h8, p8, threads8 = run(8)
+    roots = {r.run_id: (r.parent_run_id, r.root_run_id) for r in h1.runs}
+    assert roots["a1"] == ("a8", "a9") and roots["a3"] == ("b1", "c2") and roots["a5"] == ("ghost", "ghost")
+    assert roots["a6"] == ("c1", "c1") and roots["b3"] == ("a0", "c1") and "a7" in roots
+    # Each unknown ancestor looked up once (as a read that plans nothing
+    # ahead asks), asked of the agent that named it; nothing asked twice.
+    looked_up = [r.url.params["executionId"] for r in p1.requests if "executionId" in r.url.params]
+    assert looked_up == ["a8", "a9", "b1", "c2", "ghost", "c1", "x1", "x2"]
+    assert len(set(request_keys(p1))) == len(p1.requests)
+    assert h8.batches == h1.batches
+    assert (h8.state.checkpoint, h8.state.open, h8.state.seen) == (h1.state.checkpoint, h1.state.open, h1.state.seen)
+    assert request_keys(p8) == request_keys(p1)
+    # On the workers: all but the chains' second steps (a8 -> a9 is a2's look-up, planned).
+    assert sorted(t.startswith("read-") for t in threads8) == [False] * 2 + [True] * 6
+
+
+class Overlap:
+    """A handler that holds `kind` requests until `parties` of them wait
+    together (a barrier with a timeout, no sleeps), recording whether that
+    ever failed to happen and the most requests in flight at once."""
+
+    def __init__(self, p: Platform, kind: Callable[[httpx.Request], bool], parties: int, timeout: float) -> None:
+        self.p, self.kind = p, kind
+        self.barrier = threading.Barrier(parties, timeout=timeout)
+        self.armed = False
+        self.broken = False
+        self.in_flight = self.most = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.armed and self.kind(request):
+            with self.lock:
+                self.in_flight += 1
+                self.most = max(self.most, self.in_flight)
+            try:
+                self.barrier.wait()
+            except threading.BrokenBarrierError:
+                self.broken = True
+            finally:
+                with self.lock:
+                    self.in_flight -= 1
+        return self.p(request)
+
+
+def first_listing(r: httpx.Request) -> bool:
+    return r.url.path.endswith("/executions") and "cursor" not in r.url.params and "executionId" not in r.url.params
+
+
+def tool_calls(r: httpx.Request) -> bool:
+    return r.url.path.endswith("/tool-calls")
+
+
+def detail(r: httpx.Request) -> bool:
+    return r.url.path.count("/") == 5
+
+
+@pytest.mark.parametrize("phase", ["listings", "tool-calls", "re-reads"])
+@pytest.mark.parametrize(("concurrency", "overlaps"), [(8, True), (1, False)])
+def test_requests_really_overlap(phase: str, concurrency: int, overlaps: bool) -> None:
+    parties = 4
+    agents = [f"ag{i}" for i in range(2 * parties)]
+    p = Platform(agents, page=100)
+    kind = {"listings": first_listing, "tool-calls": tool_calls, "re-reads": detail}[phase]
+    # listings: an idle poll, one listing per agent
+    if phase == "tool-calls":  # one page of finished runs, each with its tool calls
+        p.add(*(execution(f"e{i}", "ag0", -100 + i) for i in range(2 * parties)))
+    elif phase == "re-reads":  # runs left running, re-read by id once out of the window
+        p.add(*(execution(f"e{i}", agents[i], -100 + i, "running") for i in range(2 * parties)))
+    overlap = Overlap(p, kind, parties, timeout=5.0 if overlaps else 0.3)
+    h = Harness(overlap, concurrency=concurrency, agents=agents)
+    if phase != "tool-calls":
+        h.poll(T0)  # the listings and re-reads of the next poll are held
+    overlap.armed = True
+    h.poll(T0 + timedelta(seconds=120))
+    assert len([r for r in p.requests if kind(r)]) >= 2 * parties
+    if overlaps:
+        assert not overlap.broken and overlap.most >= parties  # `parties` requests in flight together
+    else:
+        assert overlap.broken and overlap.most == 1  # a sequential reader never gets there
+
+
+def fails(
+    match: Callable[[httpx.Request], bool], response: Callable[[], httpx.Response]
+) -> Callable[[Handler], Handler]:
+    def wrap(handler: Handler) -> Handler:
+        def failing(request: httpx.Request) -> httpx.Response:
+            return response() if match(request) else handler(request)
+
+        return failing
+
+    return wrap
+
+
+def http_500() -> httpx.Response:
+    return httpx.Response(500, json={"error": {"code": "internal", "message": "boom"}})
+
+
+def html_200() -> httpx.Response:
+    return httpx.Response(200, text="<html>Bad gateway</html>", headers={"content-type": "text/html"})
+
+
+@pytest.mark.parametrize(
+    ("match", "response"),
+    [
+        (lambda r: r.url.path.endswith("/ag04-e3/tool-calls"), http_500),  # a page's tool calls
+        (lambda r: r.url.path.endswith("/ag04-e0/tool-calls") and "cursor" in r.url.params, html_200),  # 2nd page
+        (lambda r: r.url.path.endswith("/ag07-e4"), http_500),  # a failed run's detail
+        (lambda r: r.url.path == "/v1/agents/ag05/executions" and "cursor" not in r.url.params, http_500),  # listing
+        (lambda r: r.url.path.endswith("/ag09-e2"), http_500),  # an open run's re-read (second poll)
+        (lambda r: r.url.path.endswith("/ag02-e2/tool-calls"), http_500),  # a re-read run's tool calls
+        (lambda r: r.url.params.get("executionId") == "ag05-e0", http_500),  # a sub-agent's parent look-up
+    ],
+    ids=[
+        "tool-calls",
+        "tool-calls-page-2",
+        "error-detail",
+        "first-listing",
+        "re-read",
+        "re-read-tool-calls",
+        "parent-look-up",
+    ],
+)
+def test_a_failing_concurrent_request_fails_the_poll_as_a_sequential_read_does(
+    match: Callable[[httpx.Request], bool], response: Callable[[], httpx.Response]
+) -> None:
+    h1, _, err1 = scenario(1, fails(match, response))
+    h8, _, err8 = scenario(8, fails(match, response))  # (requests read ahead of the failure may differ)
+    assert err1 is not None and err8 is not None
+    assert (type(err8), str(err8)) == (type(err1), str(err1))
+    assert h8.batches == h1.batches and h1.batches  # the same commits before the failure
+    assert h8.state.checkpoint == h1.state.checkpoint

@@ -19,16 +19,18 @@ a run tracked from the in-flight list, false once a re-check answered 404
 for a run not known finished; an open run without the key but marked
 finished (state written before re-checks existed) is re-checked too.
 A run marked for re-check is stored with finished=true (it has ended at the
-platform), so it does not count as in progress.
+platform), so it does not count as in progress. A run exported is no
+longer kept open (`export`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final, Literal
 
-from exporter.model import Batch, OpenRun
+from exporter.model import Batch, OpenRun, Run
 from exporter.sources.agent_activities.api import Listed
-from exporter.sources.base import PollContext
+from exporter.sources.base import PollContext, export_run
 
 # Why an open run is asked by id (open run data "recheck").
 RECHECK_LISTED_UNFINISHED: Final = "listed_unfinished"  # in the completed window, shown unfinished
@@ -95,3 +97,11 @@ def track_open(ctx: PollContext, batch: Batch, uid: str, listed: Listed) -> None
         data=data,
         finished=False,
     )
+
+
+def export(batch: Batch, run: Run, completed_on: datetime) -> None:
+    """A finished run exported with its events; its open run, if any, is
+    no longer kept."""
+    export_run(batch, run, completed_on)
+    batch.events.extend(run.events)
+    batch.open_deletes.add(run.run_id)

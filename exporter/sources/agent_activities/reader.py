@@ -1,6 +1,7 @@
 """agent_activities: how runs are read, from per-agent run lists and run
-detail (the wire format is in `api`, run building in `runs`, the open runs
-kept in `held`, the checkpoint in `checkpoint`).
+detail (the wire format is in `api`, the requests and what is fetched ahead
+on the workers in `fetch`, run building in `runs`, the open runs kept in
+`held`, their re-checks by id in `recheck`, the checkpoint in `checkpoint`).
 
 Reading strategy (docs/platforms.md, agent_activities): page numbers shift while new
 runs arrive, so each configured agent is read in a window that does not move
@@ -31,57 +32,57 @@ answer is never exported and never loses the run (`held` says how the run
 is kept open and marked for re-check by id): an item of the completed window
 shown unfinished, a run the listing shows finished whose detail shows it
 unfinished, and an open run that left the in-flight list. A run marked for
-re-check is asked by id (the detail GET) once per later poll, after the
-completed window (which may export it first), until the detail shows it
-finished; it is then exported once, status and times from the detail. Only
-marked runs cost a request; runs.max_open_age bounds the wait (the scheduler
-expires the run as incomplete). A detail 404 on re-check exports the run from
-its listing (detail_missing) when the listing showed it finished, else stops
-the re-checks and leaves the run to expire. A run already exported (seen key)
-is skipped wherever it shows up again.
+re-check is asked by id once per later poll, after the agent's completed
+window (which may export it first), until the detail shows it finished
+(`recheck`). A run already exported (seen key) is skipped wherever it shows
+up again.
 
 Checkpoint (`checkpoint`): per agent, a `windows.Progress` (watermark, the
 part-read window with its next page) and the in-flight listing's countdown.
+
+Concurrency (`fetch`): requests whose page number or id is known before
+their turn are fetched ahead on the source's workers; every decision, every
+state read and the checkpoint stay here, on the poll thread, in the order of
+a sequential read.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 
 from exporter.config import SourceConfig
 from exporter.model import Batch, OpenRun, Run, RunStatus
 from exporter.sources.agent_activities import checkpoint, held
 from exporter.sources.agent_activities.api import (
-    DETAIL_FIELDS,
-    DETAIL_PATH,
     LIST_PATH,
     PLATFORM,
     Listed,
     Page,
-    detail_attributes,
     detail_behind,
     listing_total,
     nonempty,
     parse_listed,
-    parse_page,
-    run_status,
 )
+from exporter.sources.agent_activities.fetch import INFLIGHT, WINDOW, Detail, Fetch, FirstPages, Key, Request
 from exporter.sources.agent_activities.options import AgentActivitiesOptions
+from exporter.sources.agent_activities.recheck import Rechecks
 from exporter.sources.agent_activities.runs import build_run
+from exporter.sources.ahead import Fetched
 from exporter.sources.base import (
     CursorGuard,
     PlatformSource,
     PollContext,
     count,
-    export_run,
     parse_each,
     rejected,
     run_key,
 )
-from exporter.sources.http import BadRecordError, BadResponseError, NotFound
-from exporter.sources.windows import Window, time_or
+from exporter.sources.http import BadRecordError, BadResponseError
+from exporter.sources.windows import Window
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class AgentActivitiesSource(PlatformSource):
 
     def configure(self, config: SourceConfig) -> None:
         opts = AgentActivitiesOptions.of(config.options)
-        self._agents = tuple(opts.agents)
+        self._agents = tuple(dict.fromkeys(opts.agents))  # unique (config checks it): one plan per agent
         self._per_page = opts.per_page
         self._lookback = timedelta(seconds=opts.lookback)
         self._fetch_detail = opts.fetch_detail
@@ -114,6 +115,10 @@ class AgentActivitiesSource(PlatformSource):
         )
         return f"ok: agent {agent} lists {total if total is not None else 'some'} run(s)"
 
+    @cached_property
+    def _fetch(self) -> Fetch:
+        return Fetch(self.name, self._client, self.workers, self._per_page)
+
     # -- polling -----------------------------------------------------------
 
     def poll(self, ctx: PollContext) -> Iterator[Batch]:
@@ -125,11 +130,30 @@ class AgentActivitiesSource(PlatformSource):
                 open_counts[open_run.agent] = open_counts.get(open_run.agent, 0) + 1
             if held.needs_recheck(open_run):
                 rechecks.setdefault(open_run.agent, []).append(open_run.run_id)
+        # Each agent's first window page (and in-flight listing, when it will
+        # be asked whatever the window holds), fetched ahead across agents.
+        plan: dict[Key, Request] = {}
+        for uid in self._agents:
+            plan[uid, WINDOW] = self._fetch.window_request(self._next_window(ctx, agents[uid]))
+            if self._inflight_due(agents[uid], open_counts.get(uid, 0), found=False):
+                plan[uid, INFLIGHT] = self._fetch.inflight_request()
+        with closing(FirstPages(self._fetch, plan)) as ahead:
+            yield from self._poll_agents(ctx, agents, open_counts, rechecks, ahead)
+
+    def _poll_agents(
+        self,
+        ctx: PollContext,
+        agents: dict[str, checkpoint.AgentProgress],
+        open_counts: dict[str, int],
+        rechecks: dict[str, list[str]],
+        ahead: FirstPages,
+    ) -> Iterator[Batch]:
         failures: list[BadResponseError] = []
         for uid in self._agents:
             try:
-                yield from self._poll_agent(ctx, uid, agents, open_counts.get(uid, 0), rechecks.get(uid, []))
+                yield from self._poll_agent(ctx, uid, agents, open_counts.get(uid, 0), rechecks.get(uid, []), ahead)
             except BadResponseError as err:
+                ahead.drop(uid)  # its in-flight listing, if not sent yet, is not
                 # One agent's bad answer (unknown uid: 404, an HTML page, a
                 # page loop) must not hold back the others; the poll still
                 # fails at its end, and this agent's checkpoint stays.
@@ -157,28 +181,39 @@ class AgentActivitiesSource(PlatformSource):
         agents: dict[str, checkpoint.AgentProgress],
         open_count: int,
         recheck_ids: list[str],
+        ahead: FirstPages,
     ) -> Iterator[Batch]:
         agent = agents[uid]
         found = False
         asked: set[str] = set()  # runs whose detail this poll asked already (bounded by the window's runs)
+        first = ahead.take((uid, WINDOW))
         while True:
-            # The part-read window, else one from the watermark's lookback to
-            # now (also when the watermark is at now: the lookback is re-read).
-            since = agent.progress.watermark - self._lookback
-            window = agent.progress.window or Window(since, max(ctx.now, since))
-            for batch, new in self._read_window(ctx, uid, window, agents, asked):
+            window = self._next_window(ctx, agent)
+            for batch, new in self._read_window(ctx, uid, window, agents, asked, first):
                 found = found or new
                 yield batch
+            first = None
             if agent.progress.watermark >= ctx.now:
                 break  # else a window left part-read by an earlier poll: read on up to now
         # Runs marked for re-check before this poll and not settled by its window.
-        yield from self._recheck(ctx, uid, recheck_ids, asked)
-        wait = agent.inflight_wait or 0
-        if self._inflight_every > 0 and (found or open_count > 0 or wait <= 0):
-            yield from self._read_inflight(ctx, uid)
+        rechecks = Rechecks(self.name, self._fetch, self._fetch_detail, self._build_run)
+        yield from rechecks.read(ctx, uid, recheck_ids, asked)
+        if self._inflight_due(agent, open_count, found):
+            yield from self._read_inflight(ctx, uid, ahead.take((uid, INFLIGHT)))  # None: not planned
             agent.inflight_wait = self._inflight_every - 1  # committed with the poll's last batch
         else:
-            agent.inflight_wait = max(0, wait - 1)
+            agent.inflight_wait = max(0, (agent.inflight_wait or 0) - 1)
+
+    def _next_window(self, ctx: PollContext, agent: checkpoint.AgentProgress) -> Window:
+        """The part-read window, else one from the watermark's lookback to
+        now (also when the watermark is at now: the lookback is re-read)."""
+        since = agent.progress.watermark - self._lookback
+        return agent.progress.window or Window(since, max(ctx.now, since))
+
+    def _inflight_due(self, agent: checkpoint.AgentProgress, open_count: int, found: bool) -> bool:
+        """Whether the agent's in-flight listing is asked this poll (`found`:
+        its window found newly finished runs)."""
+        return self._inflight_every > 0 and (found or open_count > 0 or (agent.inflight_wait or 0) <= 0)
 
     def _read_window(
         self,
@@ -187,144 +222,116 @@ class AgentActivitiesSource(PlatformSource):
         window: Window,
         agents: dict[str, checkpoint.AgentProgress],
         asked: set[str],
+        first: Page | None = None,
     ) -> Iterator[tuple[Batch, bool]]:
-        """Every page of one completed window; yields (batch, found new runs)."""
+        """Every page of one completed window; yields (batch, found new runs).
+        `first`: the answer to the window's first request, fetched ahead."""
         agent = agents[uid]
-        guard = CursorGuard(self.name)
-        page, per_page = checkpoint.resume_at(window)
-        completed_from, completed_to = window.query()
+        params, page = self._fetch.window_request(window)
+        per_page = checkpoint.resume_at(window)[1]
         restarted = False
         while True:
-            params: dict[str, object] = {
-                "completed_on_from": completed_from,
-                "completed_on_to": completed_to,
-                "has_completed": "true",
-                "sort": "+completed_on",
-                "per_page": self._per_page,
-            }
-            listing = self._fetch_page(uid, params, page)
-            guard.check(str(listing.page))
-            guard.check_page(listing.items)
-            if per_page is not None and listing.per_page != per_page and page > 1 and not restarted:
-                # The server's page size changed since the resumed page was
-                # committed: page numbers mean other runs now. Re-read the
-                # window from its start (dedup makes that safe).
-                page, per_page, restarted, guard = 1, listing.per_page, True, CursorGuard(self.name)
-                continue
-            per_page = listing.per_page
-            batch = Batch()
-            new = self._ingest_completed(ctx, uid, batch, listing.items, asked)
-            last = page >= listing.total_pages or not nonempty(listing.items)
-            if last:
-                agent.progress, agent.read = agent.progress.finished(window), True
-            else:
-                window = checkpoint.at_page(window, page + 1, per_page)
-                agent.progress = agent.progress.reading(window)
-            batch.checkpoint = checkpoint.to_json(agents)
-            yield batch, new
-            if last:
-                return
-            page += 1
-
-    def _fetch_page(self, uid: str, params: dict[str, object], page: int) -> Page:
-        """One listing page (`params` plus the page number)."""
-        body = self._client.get_json(LIST_PATH.format(agent=uid), {**params, "page": page})
-        return parse_page(self.name, body, page)
+            guard = CursorGuard(self.name)  # one per pass: a restart starts afresh
+            with closing(self._fetch.pages(uid, params, page, first)) as pages:
+                first = None
+                for listing in pages:
+                    guard.check(str(listing.page))
+                    guard.check_page(listing.items)
+                    if per_page is not None and listing.per_page != per_page and page > 1 and not restarted:
+                        # The server's page size changed since the resumed page was
+                        # committed: page numbers mean other runs now. Re-read the
+                        # window from its start (dedup makes that safe); pages
+                        # fetched ahead of this one are dropped.
+                        page, per_page, restarted = 1, listing.per_page, True
+                        break
+                    per_page = listing.per_page
+                    batch = Batch()
+                    new = self._ingest_completed(ctx, uid, batch, listing.items, asked)
+                    last = page >= listing.total_pages or not nonempty(listing.items)
+                    if last:
+                        agent.progress, agent.read = agent.progress.finished(window), True
+                    else:
+                        window = checkpoint.at_page(window, page + 1, per_page)
+                        agent.progress = agent.progress.reading(window)
+                    batch.checkpoint = checkpoint.to_json(agents)
+                    yield batch, new
+                    if last:
+                        return
+                    page += 1
 
     def _ingest_completed(self, ctx: PollContext, uid: str, batch: Batch, items: object, asked: set[str]) -> bool:
-        new = False
-        for listed in parse_each(self.name, items, lambda item: parse_listed(self.name, item), batch, "run"):
-            key = run_key(listed.run_id)
-            if key in batch.seen_add or ctx.state.is_seen(key):
-                continue  # exported already (overlap, repeated page, status going backwards)
-            ended = listed.ended
-            if ended is None:
-                # The server filtered it as completed, yet it is shown unfinished
-                # (status gone backwards): it has ended, and its completed_on is
-                # behind the watermark once this window is committed. Ask by id.
-                held.hold(ctx, batch, uid, listed.run_id, listed.data, held.RECHECK_LISTED_UNFINISHED)
-                continue
-            run = self._finished_run(uid, listed, batch, asked)
-            if run is None:  # the detail shows an earlier state: not exported from it
-                held.hold(ctx, batch, uid, listed.run_id, listed.data, held.RECHECK_DETAIL_BEHIND)
-                continue
-            new = True
-            self._export(batch, run, ended)
+        """One page of the completed window into `batch`. The details of its
+        newly finished runs are fetched together (a run's first appearance on
+        the page), then every item is handled in order as a sequential read
+        handles it."""
+        if not isinstance(items, list):
+            raise BadResponseError(self.name, "page items are not a list")
+        parsed = [self._parse_listed(item) for item in items]
+        listed_ok = [entry for entry in parsed if isinstance(entry, Listed)]
+        seen = ctx.state.seen_among(run_key(listed.run_id) for listed in listed_ok)
+        # The runs whose detail a sequential read asks, in order (first appearances).
+        wanted: dict[str, None] = {}
+        if self._fetch_detail:
+            for listed in listed_ok:
+                if listed.ended is not None and run_key(listed.run_id) not in seen:
+                    wanted.setdefault(listed.run_id)
+        with closing(self._fetch.details_ahead(uid, list(wanted))) as details:
+            new = False
+            for entry in parsed:
+                count(batch, "run")
+                if isinstance(entry, BadRecordError):
+                    batch.rejected.append(rejected(entry))
+                    continue
+                listed = entry
+                key = run_key(listed.run_id)
+                if key in batch.seen_add or key in seen:
+                    continue  # exported already (overlap, repeated page, status going backwards)
+                ended = listed.ended
+                if ended is None:
+                    # The server filtered it as completed, yet it is shown unfinished
+                    # (status gone backwards): it has ended, and its completed_on is
+                    # behind the watermark once this window is committed. Ask by id.
+                    held.hold(ctx, batch, uid, listed.run_id, listed.data, held.RECHECK_LISTED_UNFINISHED)
+                    continue
+                run = self._finished_run(uid, listed, batch, asked, details.take(listed.run_id))
+                if run is None:  # the detail shows an earlier state: not exported from it
+                    held.hold(ctx, batch, uid, listed.run_id, listed.data, held.RECHECK_DETAIL_BEHIND)
+                    continue
+                new = True
+                held.export(batch, run, ended)
         return new
 
-    def _export(self, batch: Batch, run: Run, completed_on: datetime) -> None:
-        export_run(batch, run, completed_on)
-        batch.events.extend(run.events)
-        batch.open_deletes.add(run.run_id)
-
-    def _recheck(self, ctx: PollContext, uid: str, run_ids: list[str], asked: set[str]) -> Iterator[Batch]:
-        """Ask each run marked for re-check by id: export it once its detail
-        shows it finished, else leave it open for the next poll. One batch per
-        run that changed, committed before the next request."""
-        for run_id in run_ids:
-            if run_id in asked:
-                continue  # this poll's window asked its detail already
-            open_run = ctx.state.open_run(run_id)
-            if open_run is None or not held.needs_recheck(open_run):
-                continue  # exported by this poll's window, or listed in flight again
-            batch = Batch()
-            if ctx.state.is_seen(run_key(run_id)):
-                batch.open_deletes.add(run_id)  # exported already: nothing to wait for
-            else:
-                self._recheck_one(uid, open_run, batch)
-            if batch.runs or batch.open_deletes or batch.open_upserts or batch.rejected or batch.records:
-                yield batch
-
-    def _recheck_one(self, uid: str, open_run: OpenRun, batch: Batch) -> None:
-        run_id = open_run.run_id
-        listing = held.listing_of(open_run)
-        attributes = self._get_detail(uid, run_id, with_fields=self._fetch_detail)
-        if attributes is None:  # 404: the run was deleted
-            completed = time_or(listing.get("completed_on"), None)
-            if completed is not None and run_status(str(listing.get("status") or "unknown")) is not RunStatus.RUNNING:
-                run = self._build_run(uid, run_id, listing, None, batch, detail_missing=True)
-                self._export(batch, run, completed)
-            else:  # never seen finished: nothing to export it from; max_open_age ends it
-                batch.open_upserts[run_id] = held.marked(open_run, held.RECHECK_GONE)
-            return
-        count(batch, "run_detail")
+    def _parse_listed(self, item: object) -> Listed | BadRecordError:
         try:
-            shown = parse_listed(self.name, {"id": run_id, "attributes": attributes})
+            return parse_listed(self.name, item)
         except BadRecordError as err:
-            batch.rejected.append(rejected(err))
-            return  # ask again next poll
-        ended = shown.ended
-        if ended is None or detail_behind(attributes):
-            return  # still an earlier state (or really still running): ask again next poll
-        # Status and times from the detail; what it leaves out from the listing.
-        merged = {**listing, **{k: v for k, v in shown.data.items() if v is not None}}
-        run = self._build_run(uid, run_id, merged, attributes if self._fetch_detail else None, batch)
-        self._export(batch, run, ended)
+            return err
 
-    def _read_inflight(self, ctx: PollContext, uid: str) -> Iterator[Batch]:
+    def _read_inflight(self, ctx: PollContext, uid: str, first: Page | None = None) -> Iterator[Batch]:
         """Runs still in flight become open runs; open runs of this agent no
         longer listed have ended: they stop counting as in progress and are
-        marked for re-check by id (a completed window may export them first)."""
+        marked for re-check by id (a completed window may export them first).
+        `first`: page 1, fetched ahead (its handling reads the state as it is
+        now, after the agent's window)."""
         guard = CursorGuard(self.name)
         listed_ids: set[str] = set()  # bounded by the agent's runs in flight
-        page = 1
-        params: dict[str, object] = {"has_completed": "false", "sort": "+created_on", "per_page": self._per_page}
-        while True:
-            listing = self._fetch_page(uid, params, page)
-            guard.check(str(listing.page))
-            guard.check_page(listing.items)
-            batch = Batch()
-            for listed in parse_each(
-                self.name, listing.items, lambda item: parse_listed(self.name, item), batch, "inflight_run"
-            ):
-                if listed.finished or ctx.state.is_seen(run_key(listed.run_id)):
-                    continue  # ended meanwhile: the completed window has it
-                listed_ids.add(listed.run_id)
-                held.track_open(ctx, batch, uid, listed)
-            yield batch
-            if page >= listing.total_pages or not nonempty(listing.items):
-                break
-            page += 1
+        params, page = self._fetch.inflight_request()
+        with closing(self._fetch.pages(uid, params, page, first)) as pages:
+            for listing in pages:
+                guard.check(str(listing.page))
+                guard.check_page(listing.items)
+                batch = Batch()
+                for listed in parse_each(
+                    self.name, listing.items, lambda item: parse_listed(self.name, item), batch, "inflight_run"
+                ):
+                    if listed.finished or ctx.state.is_seen(run_key(listed.run_id)):
+                        continue  # ended meanwhile: the completed window has it
+                    listed_ids.add(listed.run_id)
+                    held.track_open(ctx, batch, uid, listed)
+                yield batch
+                if page >= listing.total_pages or not nonempty(listing.items):
+                    break
+                page += 1
         batch = Batch()
         for open_run in list(ctx.state.open_runs()):
             if open_run.agent == uid and not open_run.finished and open_run.run_id not in listed_ids:
@@ -337,28 +344,23 @@ class AgentActivitiesSource(PlatformSource):
 
     # -- building runs -------------------------------------------------------
 
-    def _finished_run(self, uid: str, listed: Listed, batch: Batch, asked: set[str]) -> Run | None:
-        """The run a finished listing item describes, with its detail; None
-        when the detail contradicts the listing (shows the run unfinished)."""
+    def _finished_run(
+        self, uid: str, listed: Listed, batch: Batch, asked: set[str], ahead: Fetched[Detail] | None
+    ) -> Run | None:
+        """The run a finished listing item describes, with its detail (`ahead`:
+        fetched ahead; None: not fetched ahead, asked now, as for a run
+        appearing twice on one page, the first time shown behind); None when
+        the detail contradicts the listing (shows the run unfinished)."""
         if not self._fetch_detail:
             return self._build_run(uid, listed.run_id, listed.data, None, batch)
         asked.add(listed.run_id)
-        attributes = self._get_detail(uid, listed.run_id, with_fields=True)
+        attributes = self._fetch.detail(uid, listed.run_id, with_fields=True) if ahead is None else ahead.get()
         if attributes is None:
             return self._build_run(uid, listed.run_id, listed.data, None, batch, detail_missing=True)
         count(batch, "run_detail")
         if detail_behind(attributes):
             return None
         return self._build_run(uid, listed.run_id, listed.data, attributes, batch)
-
-    def _get_detail(self, uid: str, run_id: str, *, with_fields: bool) -> dict[str, object] | None:
-        """The detail's attributes; None when the run is not found (404)."""
-        params: dict[str, object] = {"fields[agent-runs]": DETAIL_FIELDS} if with_fields else {}
-        try:
-            body = self._client.get_json(DETAIL_PATH.format(agent=uid, run=run_id), params)
-        except NotFound:  # only "run not found" means the run was deleted
-            return None
-        return detail_attributes(self.name, body)
 
     def expire(self, open_run: OpenRun, now: datetime) -> Run:
         listing = dict(held.listing_of(open_run))

@@ -25,6 +25,17 @@ Request pattern per poll: one listing request per page of the window (one
 when idle) + one activity request per page of each open run (one per open
 run when idle). Exported and gone runs are never requested again.
 
+Concurrency: the activity reads of different open runs are independent, so
+each open run's page chain (from its stored cursor to a null `nextCursor`,
+guarded per run) is fetched on a worker thread (`Workers.map_ordered`, up to
+`concurrency` runs at once). Workers only send requests and check the page
+envelope; the chains are consumed on the poll thread in the order of
+`open_runs()`, page by page, exactly as a sequential read would (ingest,
+export, the 404 drop), and an error met while fetching a chain is raised
+there, after the pages fetched before it: batches and checkpoints are those
+of a sequential read. The listing stays sequential (each page's cursor comes
+from the one before).
+
 Checkpoint: {"watermark": iso} (listing mode only): runs created at or after
 `watermark - lookback` have all been discovered. Each open run's working
 state is in OpenRun.data: {"v": 1, "run": listing info (null for a fixed run
@@ -38,11 +49,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import cast
 
 from exporter.config import SourceConfig
 from exporter.model import Batch, OpenRun, Run, RunStatus, parse_time
+from exporter.sources.ahead import Fetched, attempt
 from exporter.sources.base import (
     CursorGuard,
     PlatformSource,
@@ -121,8 +135,12 @@ class BctrlSource(PlatformSource):
         else:
             yield from self._discover_runs(ctx)
         # Each run's activity is read from the state handed in, never read
-        # back: its batches can be committed in groups.
-        yield from grouped(batch for open_run in ctx.state.open_runs() for batch in self._read_activity(ctx, open_run))
+        # back: its batches can be committed in groups. The open runs are read
+        # here, on the poll thread; their page chains are fetched on workers
+        # and consumed here in order.
+        open_runs = ((o, cast(str | None, o.data.get("cursor"))) for o in ctx.state.open_runs())
+        with closing(self.workers.map_ordered(self._fetch_activity, open_runs)) as chains:
+            yield from grouped(batch for chain in chains for batch in self._read_activity(ctx, chain))
         yield Batch(caught_up_to=ctx.now)
 
     def _adopt_fixed_runs(self, ctx: PollContext) -> Iterator[Batch]:
@@ -207,15 +225,21 @@ class BctrlSource(PlatformSource):
             finished=current.finished or listing_outcome(data) is not None,
         )
 
-    def _read_activity(self, ctx: PollContext, open_run: OpenRun) -> Iterator[Batch]:
-        """Follow one open run's activity from its stored cursor to the
-        current end; export the run there if it is terminal."""
-        run_id = open_run.run_id
+    def _fetch_activity(self, job: tuple[OpenRun, str | None]) -> _Chain:
+        """On a worker thread: one open run's activity pages from `cursor` to
+        the current end (a null `nextCursor`). Only requests and the page
+        envelope: no state, nothing shared with another thread (its own
+        CursorGuard). A 404 or an error ends the chain after the pages before
+        it, and is acted on (or raised) by the poll thread in its place."""
+        open_run, cursor = job
+        pages: list[tuple[list[object], str | None]] = []
+        end = attempt(lambda: self._follow(open_run.run_id, cursor, pages))
+        return _Chain(open_run, pages, end)
+
+    def _follow(self, run_id: str, cursor: str | None, pages: list[tuple[list[object], str | None]]) -> bool:
+        """The activity pages from `cursor` on, appended to `pages`; True: a 404."""
         path = ACTIVITY_PATH.format(id=run_id)
-        data = dict(open_run.data)
-        agent = open_run.agent
         guard = CursorGuard(self.name)
-        cursor = cast(str | None, data.get("cursor"))
         while True:
             if cursor is not None:
                 guard.check(cursor)
@@ -225,9 +249,21 @@ class BctrlSource(PlatformSource):
             try:
                 body = self._client.get_json(path, params)
             except NotFound:
-                yield self._drop_gone(ctx, open_run)
-                return
-            items, next_cursor = activity_page(self.name, path, body)
+                return True
+            items, cursor = activity_page(self.name, path, body)
+            pages.append((items, cursor))
+            if cursor is None:
+                return False
+
+    def _read_activity(self, ctx: PollContext, chain: _Chain) -> Iterator[Batch]:
+        """On the poll thread: one open run's fetched pages, in order, as a
+        sequential read follows them from the stored cursor to the current
+        end; export the run there if it is terminal."""
+        open_run = chain.open_run
+        run_id = open_run.run_id
+        data = dict(open_run.data)
+        agent = open_run.agent
+        for items, next_cursor in chain.pages:
             batch = Batch()
             changed = self._ingest(batch, data, items)
             agent = agent_of(agent, data)
@@ -252,7 +288,8 @@ class BctrlSource(PlatformSource):
             if next_cursor is None:
                 return  # nothing more yet: the next poll resumes from `cursor`
             data = dict(data)
-            cursor = next_cursor
+        if chain.end.get():  # the error that ended the fetch raised here; True: 404
+            yield self._drop_gone(ctx, open_run)
 
     def _ingest(self, batch: Batch, data: dict[str, object], raw: list[object]) -> bool:
         """Add the page's items not held yet to `data` (updated in place) and
@@ -321,6 +358,17 @@ class BctrlSource(PlatformSource):
 
 
 # -- helpers -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Chain:
+    """One open run's activity as a worker fetched it: its pages in order
+    (items unparsed, next cursor), then how the fetch ended (`end`: a 404 or
+    not, or the error). Built by one worker, then read by the poll thread."""
+
+    open_run: OpenRun
+    pages: list[tuple[list[object], str | None]]
+    end: Fetched[bool]
 
 
 def _new_data(listed: dict[str, object] | None) -> dict[str, object]:

@@ -24,21 +24,16 @@ events appended batch by batch (never rewritten), read back once to build
 it. Live polling (windows ending now) keeps the overlap and stores every
 key.
 
-Checkpoint: {"watermark": iso, "window": {"from": iso, "to": iso, "cursor":
-str} | {"from", "to", "complete": true}, "settled": bool, "floor": iso};
-"settled" says whether the window ending at the watermark was settled;
-"floor" (the last settled window's end less EDGE: no later window starts
-before it) once a window has settled; "window" only while a window is
-part-read ("cursor": the next page's; "complete": read to its end, its
-finished runs not yet all committed), so a restart resumes from the last
-committed batch of pages. An exporter before issue #14 stored the window as
-{"since", "until", "cursor", "complete"}: read as the same window.
+Concurrent backfill (issue #15): with `concurrency` above 1, settled
+windows are fetched several at once and consumed in order (backfill.py).
+Live windows stay sequential. How far the feed is read (the checkpoint):
+position.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Generator, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -53,21 +48,23 @@ from exporter.sources.runtools.api import (
     E_TYPE,
     PATH,
     PLATFORM,
+    Page,
     counted_event,
     outcome,
     page,
     parse_event,
 )
+from exporter.sources.runtools.backfill import backfill
 from exporter.sources.runtools.options import RuntoolsOptions
+from exporter.sources.runtools.position import MIN_SPAN, Position, whole_ms
 from exporter.sources.runtools.runs import build_run
-from exporter.sources.windows import Progress, Window, time_or
+from exporter.sources.windows import Window
 
 FINALIZE_CHUNK = 500  # finished runs per committed batch at a window's end
 # Pages read into one committed batch. A backfill commits (and rewrites the
 # working state of runs spread over pages) a tenth as often; a crash re-reads
 # at most this many pages, which de-duplication absorbs.
 PAGES_PER_COMMIT = 10
-MIN_SPAN = timedelta(seconds=10)  # narrowest backfill window
 # The first backfill window's span: small, because a window is exported only
 # once read to its end, so a first window over the whole of `start_from`
 # held every run of a dense history open (in the store, rewritten batch after
@@ -80,50 +77,17 @@ FIRST_SPAN = timedelta(seconds=60)
 EDGE = timedelta(seconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
-    """How far the feed is read: its Progress, plus what the last settled
-    window left (the checkpoint)."""
-
-    progress: Progress
-    settled: bool = False  # the window ending at the watermark was settled
-    # No window starts before the floor: the last settled window kept the
-    # keys of its final EDGE only, so reading further back (a window
-    # narrower than `lookback`, not settled, overlapping by `lookback`)
-    # would count its other events again.
-    floor: datetime | None = None
-
-    def reading(self, window: Window) -> Position:
-        return replace(self, progress=self.progress.reading(window))
-
-    def to_json(self) -> dict[str, object]:
-        floor = {"floor": self.floor.isoformat()} if self.floor else {}
-        return {**self.progress.to_json(), "settled": self.settled, **floor}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, object], default_watermark: datetime) -> Position:
-        window = data.get("window")
-        if isinstance(window, Mapping) and "since" in window:  # stored before issue #14
-            rest = {k: v for k, v in window.items() if k not in ("since", "until")}
-            window = {"from": window["since"], "to": window.get("until"), **rest}
-        return cls(
-            Progress.from_json({**data, "window": window}, default_watermark),
-            data.get("settled") is True,
-            time_or(data.get("floor"), None),
-        )
-
-
 class RuntoolsSource(PlatformSource):
     PLATFORM = PLATFORM
 
     def configure(self, config: SourceConfig) -> None:
         opts = RuntoolsOptions.of(config.options)
         self._filters = dict(opts.filters)
-        self._lookback = timedelta(seconds=opts.lookback)
+        self.lookback = timedelta(seconds=opts.lookback)
         self._page_size = opts.page_size
         self._max_window = timedelta(seconds=opts.max_window)
         self._span = min(self._max_window, FIRST_SPAN)  # of the next backfill window; adapts to the feed's density
-        self._edge = min(self._lookback, EDGE)
+        self.edge = min(self.lookback, EDGE)
 
     def auth(self, config: SourceConfig) -> dict[str, str]:
         return {"X-API-Key": config.secret or ""}
@@ -137,47 +101,29 @@ class RuntoolsSource(PlatformSource):
 
     def poll(self, ctx: PollContext) -> Iterator[Batch]:
         position = Position.from_json(ctx.checkpoint, ctx.now - self.start_from)
-        while (window := self._next_window(position, _whole_ms(ctx.now))) is not None:
+        now = whole_ms(ctx.now)
+        while (window := self.next_window(position, now)) is not None:
+            if self.workers.size > 1 and not window.resume.get("complete") and self.settled(ctx, window.until):
+                position = yield from backfill(self, ctx, window, position, now, PAGES_PER_COMMIT)
+                continue
             if not window.resume.get("complete"):
-                pages = yield from self._read_window(ctx, window, position)
-                self._adapt_span(pages)
-            settled = self._settled(ctx, window.until)
-            floor = window.until - self._edge if settled else position.floor
+                pages = yield from self.read_window(ctx, window, position, self.pages(window))
+                self.adapt_span(pages)
+            settled = self.settled(ctx, window.until)
+            floor = window.until - self.edge if settled else position.floor
             position = Position(position.progress.finished(window), settled, floor)
-            yield from self._finalize(ctx, window.until, position.to_json())
+            yield from self.finalize(ctx, window.until, position.to_json())
 
-    def _next_window(self, position: Position, now: datetime) -> Window | None:
-        """The part-read window, else the next one: from EDGE before the
-        watermark after a settled window (else `lookback`), never before the
-        floor, to `now` or at most the current span; in whole milliseconds."""
-        overlap = self._edge if position.settled else self._lookback
-        window = position.progress.next_window(now, overlap, self._span)
-        if window is None or position.progress.window is not None:
-            return window
-        since = window.since if position.floor is None else max(window.since, position.floor)
-        return Window(_whole_ms(since), _whole_ms(window.until))
-
-    def _settled(self, ctx: PollContext, until: datetime) -> bool:
-        """Every event before `until` is published (late ones arrive within
-        `lookback`): the next window need not read any of it again."""
-        return until <= ctx.now - self._lookback
-
-    def _adapt_span(self, pages: int) -> None:
-        """Backfill windows sized to about one committed batch: a window read
-        in one batch exports its finished runs straight from memory."""
-        if pages > PAGES_PER_COMMIT:
-            self._span = min(self._max_window, max(MIN_SPAN, self._span * 0.8 * PAGES_PER_COMMIT / pages))
-        elif pages < PAGES_PER_COMMIT // 2:
-            self._span = min(self._max_window, self._span * 2)
-
-    def _read_window(self, ctx: PollContext, window: Window, position: Position) -> Generator[Batch, None, int]:
-        """Read the window from its cursor to its end; returns the pages read.
-        `position`: the checkpoint's watermark and floor while it is read."""
-        guard = CursorGuard(self.name)
-        resume = window.resume.get("cursor")
-        cursor = resume if isinstance(resume, str) else None
+    def pages(
+        self, window: Window, cursor: str | None = None, guard: CursorGuard | None = None
+    ) -> Generator[Page, None, None]:
+        """The window's pages from `cursor` (default: its resume cursor) to
+        its end, each requested when the one before it has been consumed."""
+        if cursor is None:
+            resume = window.resume.get("cursor")
+            cursor = resume if isinstance(resume, str) else None
+        guard = guard or CursorGuard(self.name)
         since, until = window.query()
-        batch, pages, total = Batch(), 0, 0
         while True:
             params: dict[str, object] = {
                 **self._filters,
@@ -188,7 +134,47 @@ class RuntoolsSource(PlatformSource):
             }
             if cursor is not None:
                 guard.check(cursor)
-            events, cursor = page(self.name, self._client.get_json(PATH, params))
+            fetched = page(self.name, self._client.get_json(PATH, params))
+            yield fetched
+            cursor = fetched.next_cursor
+            if cursor is None:
+                return
+
+    def next_window(self, position: Position, now: datetime) -> Window | None:
+        """The part-read window, else the next one: from EDGE before the
+        watermark after a settled window (else `lookback`), never before the
+        floor, to `now` or at most the current span; in whole milliseconds."""
+        overlap = self.edge if position.settled else self.lookback
+        window = position.progress.next_window(now, overlap, self._span)
+        if window is None or position.progress.window is not None:
+            return window
+        since = window.since if position.floor is None else max(window.since, position.floor)
+        return Window(whole_ms(since), whole_ms(window.until))
+
+    def settled(self, ctx: PollContext, until: datetime) -> bool:
+        """Every event before `until` is published (late ones arrive within
+        `lookback`): the next window need not read any of it again."""
+        return until <= ctx.now - self.lookback
+
+    def adapt_span(self, pages: int, span: timedelta | None = None) -> None:
+        """Backfill windows sized to about one committed batch: a window read
+        in one batch exports its finished runs straight from memory. `span`:
+        that of the window that had `pages` (default: the current span)."""
+        span = self._span if span is None else span
+        if pages > PAGES_PER_COMMIT:
+            span = max(MIN_SPAN, span * 0.8 * PAGES_PER_COMMIT / pages)
+        elif pages < PAGES_PER_COMMIT // 2:
+            span = span * 2
+        self._span = min(self._max_window, span)
+
+    def read_window(
+        self, ctx: PollContext, window: Window, position: Position, chain: Iterator[Page]
+    ) -> Generator[Batch, None, int]:
+        """Read the window's `chain` of pages (from its cursor to its end);
+        returns the pages read. `position`: the checkpoint's watermark and
+        floor while it is read."""
+        batch, pages, total = Batch(), 0, 0
+        for events, cursor in chain:
             self._ingest(ctx, batch, events)
             pages, total = pages + 1, total + 1
             if cursor is None:
@@ -198,8 +184,7 @@ class RuntoolsSource(PlatformSource):
                 batch.checkpoint = position.reading(read).to_json()
                 yield batch
                 batch, pages = Batch(), 0
-            if cursor is None:
-                return total
+        return total
 
     def _end_window(self, ctx: PollContext, batch: Batch, until: datetime) -> None:
         """The batch that completes a window: its finished runs are exported
@@ -211,8 +196,8 @@ class RuntoolsSource(PlatformSource):
         for open_run in finished:
             del batch.open_upserts[open_run.run_id]
             self._export(batch, replace(open_run, items=stored.get(open_run.run_id, ())))
-        if self._settled(ctx, until):
-            keep_from = (until - self._edge).timestamp()  # the next window re-reads these
+        if self.settled(ctx, until):
+            keep_from = (until - self.edge).timestamp()  # the next window re-reads these
             batch.seen_add = {k: at for k, at in batch.seen_add.items() if at >= keep_from or not k.startswith("ev:")}
 
     def _export(self, batch: Batch, open_run: OpenRun) -> None:
@@ -269,7 +254,7 @@ class RuntoolsSource(PlatformSource):
             appended=(*in_batch.appended, *new) if in_batch else tuple(new),
         )
 
-    def _finalize(self, ctx: PollContext, until: datetime, checkpoint: dict[str, object]) -> Iterator[Batch]:
+    def finalize(self, ctx: PollContext, until: datetime, checkpoint: dict[str, object]) -> Iterator[Batch]:
         """Emit every stored run whose terminal event has arrived, in chunks;
         the last chunk carries the window's `checkpoint`."""
         while True:
@@ -281,7 +266,7 @@ class RuntoolsSource(PlatformSource):
             if last:
                 batch.checkpoint = checkpoint
                 batch.caught_up_to = until
-                batch.seen_prune_before = (until - 2 * self._lookback - timedelta(minutes=5)).timestamp()
+                batch.seen_prune_before = (until - 2 * self.lookback - timedelta(minutes=5)).timestamp()
             yield batch
             if last:
                 return
@@ -293,9 +278,3 @@ class RuntoolsSource(PlatformSource):
         stored = cast(list[list[object]], open_run.data.get("events", []))  # written by an older exporter
         every = (*stored, *cast(tuple[list[object], ...], open_run.items + open_run.appended))
         return build_run(self.name, self.base_url, open_run.run_id, open_run.agent, every, forced)
-
-
-def _whole_ms(at: datetime) -> datetime:
-    """A window bound as the platform receives it (milliseconds): kept keys,
-    floors and the next window's start then all agree with what was read."""
-    return at.replace(microsecond=at.microsecond // 1000 * 1000)
