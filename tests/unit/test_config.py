@@ -324,6 +324,19 @@ def test_options_filled_and_immutable() -> None:
     assert config.runs.max_open_age == 86400.0
 
 
+def test_concurrency_and_the_per_second_budget_default_and_load(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "sources:\n"
+        "  - {name: a, type: runtools, base_url: 'https://x.example', api_key: key-1234}\n"
+        "  - {name: b, type: bctrl, base_url: 'https://y.example', token: tok-1234,"
+        " concurrency: 2, max_requests_per_second: 0.5}\n"
+    )
+    a, b = load_config(path, env={}).sources
+    assert (a.concurrency, a.max_requests_per_second) == (8, None)
+    assert (b.concurrency, b.max_requests_per_second) == (2, 0.5)
+
+
 def test_every_type_has_an_options_entry_and_a_secret_key() -> None:
     assert set(PLATFORMS) == {"runtools", "agent_activities", "bctrl", "runtype"}
     assert PLATFORMS["runtools"].secret_key == "api_key"
