@@ -28,6 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from exporter.model import Batch
+from exporter.sources.ahead import Fetched, attempt
 from exporter.sources.base import CursorGuard, PollContext
 from exporter.sources.runtools.api import Page
 from exporter.sources.runtools.position import MIN_SPAN, Position, whole_ms
@@ -48,10 +49,12 @@ class Prefetched:
     (or resume cursor) on, until its end, a failure or the prefetch limit."""
 
     window: Window
+    guard: CursorGuard  # the window's cursors so far (handed over with the result)
     pages: list[Page] = field(default_factory=list)
-    error: BaseException | None = None  # raised once the pages before it are consumed
-    cursor: str | None = None  # where the poll thread goes on (prefetch limit reached)
-    guard: CursorGuard | None = None  # the window's cursors so far (handed over with the result)
+    # How the fetch ended: the cursor the poll thread goes on from (the
+    # prefetch limit reached), None at the window's end, or the error,
+    # raised once the pages before it are consumed.
+    end: Fetched[str | None] = field(default_factory=lambda: Fetched(None))
 
 
 def backfill(
@@ -108,26 +111,25 @@ def _share(window: Window, horizon: datetime, workers: int) -> Window:
 def _prefetch(source: RuntoolsSource, limit: int, window: Window) -> Prefetched:
     """On a worker: the window's page chain, up to `limit` pages (when more
     follow). Only requests and parsing: no state is read."""
-    ahead = Prefetched(window, guard=CursorGuard(source.name))
-    chain = source.pages(window, guard=ahead.guard)
-    try:
+    ahead = Prefetched(window, CursorGuard(source.name))
+    ahead.end = attempt(lambda: _follow(source, limit, ahead))
+    return ahead
+
+
+def _follow(source: RuntoolsSource, limit: int, ahead: Prefetched) -> str | None:
+    """The window's pages appended to `ahead`; the cursor to go on from."""
+    with closing(source.pages(ahead.window, guard=ahead.guard)) as chain:
         for fetched in chain:
             ahead.pages.append(fetched)
             if fetched.next_cursor is not None and len(ahead.pages) >= limit:
-                ahead.cursor = fetched.next_cursor
-                break
-    except Exception as error:  # re-raised on the poll thread, in its place
-        ahead.error = error
-    finally:
-        chain.close()
-    return ahead
+                return fetched.next_cursor
+    return None
 
 
 def _prefetched(source: RuntoolsSource, ahead: Prefetched) -> Iterator[Page]:
     """On the poll thread: the window's fetched pages, then its failure, or
     the rest of its chain."""
     yield from ahead.pages
-    if ahead.error is not None:
-        raise ahead.error
-    if ahead.cursor is not None:
-        yield from source.pages(ahead.window, ahead.cursor, ahead.guard)
+    cursor = ahead.end.get()
+    if cursor is not None:
+        yield from source.pages(ahead.window, cursor, ahead.guard)
