@@ -185,9 +185,13 @@ class Workers:
         self.size = max(1, size)
         self._pool = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix=f"read-{name}")
 
-    def map_ordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Generator[R, None, None]:
+    def map_ordered(
+        self, fn: Callable[[T], R], items: Iterable[T], ahead: int | None = None
+    ) -> Generator[R, None, None]:
         """`fn` of each item, up to `size` at once, results in the order of
-        `items` (read lazily, at most `size` ahead). An exception comes out in
+        `items` (read lazily, at most `ahead` ahead: default `size`; more
+        keeps the workers busy while the caller works on a result, at the
+        cost of holding more results). An exception comes out in
         the place of its item; the work after it is then not waited for.
         `close()` the generator (`contextlib.closing`) when the reader stops
         early: work not yet started is then cancelled."""
@@ -196,10 +200,11 @@ class Workers:
             return
         pending: deque[Future[R]] = deque()
         source = iter(items)
+        bound = max(self.size, ahead or 0)
         try:
             for item in source:
                 pending.append(self._pool.submit(fn, item))
-                if len(pending) >= self.size:
+                if len(pending) >= bound:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()

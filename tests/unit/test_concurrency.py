@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -115,6 +116,36 @@ def test_map_ordered_overlaps_the_work_and_keeps_the_order() -> None:
 
     try:
         assert list(workers.map_ordered(fetch, range(10))) == [n * n for n in range(10)]
+    finally:
+        workers.close()
+
+
+@pytest.mark.parametrize(("ahead", "done_while_held"), [(None, 1), (6, 5)])
+def test_map_ordered_works_ahead_while_a_result_is_held(ahead: int | None, done_while_held: int) -> None:
+    """While the caller works on the first result, the workers go on with
+    the items after it: `size - 1` of them by default, `ahead - 1` when asked
+    (the items are read no further ahead than that)."""
+    workers = Workers(2, "t")
+    done = threading.Semaphore(0)
+    read: list[int] = []
+
+    def items() -> Iterator[int]:
+        for n in range(20):
+            read.append(n)
+            yield n
+
+    def fetch(n: int) -> int:
+        if n > 0:
+            done.release()
+        return n
+
+    results = workers.map_ordered(fetch, items(), ahead)
+    try:
+        assert next(results) == 0  # held: the generator is not resumed until the waits below are over
+        for _ in range(done_while_held):
+            assert done.acquire(timeout=5)
+        assert len(read) == (ahead or 2)  # and read no further
+        assert list(results) == list(range(1, 20))
     finally:
         workers.close()
 

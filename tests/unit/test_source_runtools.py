@@ -6,6 +6,7 @@ import contextlib
 import json
 import random
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
@@ -714,3 +715,20 @@ def test_after_a_sparse_stretch_a_dense_one_is_read_in_windows_side_by_side(tmp_
     assert counted[8] == counted[1] == len(events)
     assert windows[1] <= 3  # one long chain (and the live part)
     assert windows[8] >= 8  # a share each for the workers
+
+
+def test_once_dense_windows_set_the_span_the_windows_up_to_the_horizon_keep_it(tmp_path: Path) -> None:
+    """The cut to a share of what is left applies while the span grows:
+    after dense windows have set it, the windows before the settled horizon
+    keep it instead of shrinking, share after share, to a page or two each
+    (a commit and a partial page apiece)."""
+    events = [ev(i, -1800 + i * 0.5, "agent.message.added", run=None) for i in range(3600)]
+    feed = Feed(events, page=20)
+    h = Harness.reading(tmp_path, feed, 8, 3600.0, {"max_window": 3600.0, "lookback": 30.0})
+    h.poll(T0)
+    assert h.events == len(events)
+    chains = Counter(r.url.params["since"] for r in feed.requests)
+    pages = [chains[since] for since in sorted(chains, key=parse)]
+    dense = next(i for i, n in enumerate(pages) if n >= runtools.PAGES_PER_COMMIT // 2)
+    short = [n for n in pages[dense:] if n <= 2]
+    assert len(short) <= 2, pages  # at most the window cut at the horizon and the live one

@@ -11,9 +11,11 @@ page, committed every PAGES_PER_COMMIT pages, checkpointed, finalized. The
 span adapts as each window is consumed, from that window's own span and
 pages (so a sparse start grows the span once per window consumed, not once
 per window planned ahead); windows already planned keep theirs. A fresh
-window much longer than its share of what is left (1/concurrency of the
-rest, as after a sparse stretch the span has grown to `max_window`) is cut
-to that share, so a dense stretch after it is read by every worker. Only
+window much longer than its share of what is left (as after a sparse
+stretch the span has grown to `max_window`) is cut to that share, so a dense
+stretch after it is read by every worker. The workers fetch up to AHEAD
+windows each ahead of the poll thread, so they do not idle while it ingests
+a window or waits for a long one. Only
 requests and page parsing run on workers; a failed request comes out in its
 place, after the pages fetched before it. Live windows stay sequential.
 """
@@ -41,6 +43,13 @@ if TYPE_CHECKING:
 # in memory (the span adaptation keeps most windows to about one); the poll
 # thread reads the rest of a longer window itself.
 PREFETCH_COMMITS = 3
+# Windows planned and fetched ahead of the one the poll thread reads, in
+# workers: beyond one each, the workers go on fetching while the poll thread
+# ingests a window's pages or waits for a long one, instead of idling.
+AHEAD = 2
+# While the span is still growing, a fresh window is cut to this many
+# workers' shares of what is left (see _share).
+SHARE = 2
 
 
 @dataclass(slots=True)
@@ -66,7 +75,8 @@ def backfill(
     the pages of one committed batch."""
     prefetch = partial(_prefetch, source, PREFETCH_COMMITS * pages_per_commit)
     # Closed when the poll stops or fails: the windows not yet started are not fetched.
-    with closing(source.workers.map_ordered(prefetch, _plan(source, ctx, first, now))) as fetched:
+    depth = AHEAD * source.workers.size
+    with closing(source.workers.map_ordered(prefetch, _plan(source, ctx, first, now), depth)) as fetched:
         for ahead in fetched:
             window = ahead.window
             pages = yield from source.read_window(ctx, window, position, _prefetched(source, ahead))
@@ -85,7 +95,7 @@ def _plan(source: RuntoolsSource, ctx: PollContext, first: Window, now: datetime
     horizon `now - lookback`: the last one is cut there, so only the live
     part after it is read alone."""
     horizon = whole_ms(ctx.now - source.lookback)
-    window: Window | None = first if first.resume else _share(first, horizon, source.workers.size)
+    window: Window | None = first if first.resume else _share(source, first, horizon)
     while window is not None and source.settled(ctx, window.until):
         yield window
         if window.until >= horizon:
@@ -93,17 +103,20 @@ def _plan(source: RuntoolsSource, ctx: PollContext, first: Window, now: datetime
         after = Position(Progress(window.until), True, window.until - source.edge)
         window = source.next_window(after, now)
         if window is not None:
-            window = _share(Window(window.since, min(window.until, horizon)), horizon, source.workers.size)
+            window = _share(source, Window(window.since, min(window.until, horizon)), horizon)
 
 
-def _share(window: Window, horizon: datetime, workers: int) -> Window:
+def _share(source: RuntoolsSource, window: Window, horizon: datetime) -> Window:
     """A fresh window cut to its share of what is left to the horizon when
-    it is much longer than that: after a sparse stretch the span has grown
-    to `max_window`, and one window is one chain of pages, read a request at
-    a time; cut to 1/workers of the rest, a dense stretch that follows is
-    read by all the workers. (Windows about their share are left alone.)"""
-    share = (horizon - window.since) / workers
-    if window.until - window.since <= 2 * share or share < MIN_SPAN:
+    it is much longer than that, while the span is growing: after a sparse
+    stretch the span has grown to `max_window`, and one window is one chain
+    of pages, read a request at a time; cut to 1/(SHARE x workers) of the
+    rest, a dense stretch that follows is read by all the workers. Windows
+    about their share, and all once a dense window has set the span, are
+    left alone: cut further, the last windows before the horizon would
+    shrink to a page or less each, a commit and a partial page apiece."""
+    share = (horizon - window.since) / (SHARE * source.workers.size)
+    if not source.growing or window.until - window.since <= 2 * share or share < MIN_SPAN:
         return window
     return Window(window.since, whole_ms(window.since + share))
 

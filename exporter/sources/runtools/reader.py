@@ -87,6 +87,7 @@ class RuntoolsSource(PlatformSource):
         self._page_size = opts.page_size
         self._max_window = timedelta(seconds=opts.max_window)
         self._span = min(self._max_window, FIRST_SPAN)  # of the next backfill window; adapts to the feed's density
+        self.growing = True  # the span grows: the windows read last were sparse, or none was read yet
         self.edge = min(self.lookback, EDGE)
 
     def auth(self, config: SourceConfig) -> dict[str, str]:
@@ -161,6 +162,7 @@ class RuntoolsSource(PlatformSource):
         in one batch exports its finished runs straight from memory. `span`:
         that of the window that had `pages` (default: the current span)."""
         span = self._span if span is None else span
+        self.growing = pages < PAGES_PER_COMMIT // 2
         if pages > PAGES_PER_COMMIT:
             span = max(MIN_SPAN, span * 0.8 * PAGES_PER_COMMIT / pages)
         elif pages < PAGES_PER_COMMIT // 2:
