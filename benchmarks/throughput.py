@@ -150,11 +150,12 @@ def prepare(
         agents=agents,
         epoch=epoch.isoformat(),
     ) as sim:
-        # Events a history run leaves after its end (runtools' workspace.updated,
-        # 250 ms later) may fall after `epoch`; the simulator shows each from
-        # its wall-clock time on. Captured before `now` has passed, a page can
+        # The simulator's clock reads `epoch` when it starts and shows each
+        # event from its time on; events a history run leaves after its end
+        # (runtools' workspace.updated, 250 ms later) may fall after `epoch`.
+        # Captured before the simulator's clock has passed `now`, a page can
         # lack them while the truth, asked later, counts them.
-        time.sleep(max(0.0, (now - datetime.now(timezone.utc)).total_seconds() + 0.1))
+        time.sleep((now - epoch).total_seconds() + 0.1)
         cfg = write_config(
             workdir / f"capture-{name}.yaml",
             [
