@@ -16,16 +16,19 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.config import Config
+from exporter.convert.metrics import SPAN_OUTCOMES
 from exporter.export.otlp import make_sender
 from exporter.export.outbox import OutboxDrain
 from exporter.export.prometheus import ActivityCollector, MetricsBook
 from exporter.pipeline import Pipeline, Recorder
+from exporter.recent import REQUEST_WINDOW
 from exporter.redact import Redactor
 from exporter.scheduler import Scheduler, SourceJob, precreate_series
 from exporter.server import ExporterServer
 from exporter.sources.platform import Platform
 from exporter.sources.registry import PLATFORMS, build_source
 from exporter.state.store import StateStore
+from exporter.statuspage import render_status_page
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,9 @@ class Exporter:
         self.scheduler: Scheduler | None = None
 
     def serve(self) -> ExporterServer:
-        self.server = ExporterServer(self.config.listen_host, self.config.listen_port, self.registry, self.status)
+        self.server = ExporterServer(
+            self.config.listen_host, self.config.listen_port, self.registry, self.status, render_status_page
+        )
         self.server.start()
         self.server.ready.set()
         return self.server
@@ -133,11 +138,19 @@ class Exporter:
         self.store.close()
 
     def status(self) -> dict[str, object]:
+        """What /status shows, as JSON and as the page (which renders this
+        and nothing else): every value passes the redactor or is a number,
+        a time or a name."""
+        now = time.time()
         sources: dict[str, object] = {}
         for job in self.jobs:
+            name = job.source.name
             st = job.status
-            cp = self.store.checkpoint(job.source.name)
-            sources[job.source.name] = {
+            cp = self.store.checkpoint(name)
+            requests, limited = st.requests.totals()
+            backfill = self.pipeline.backfill.view(name)
+            caught_up = self.pipeline.caught_up.get(name)
+            sources[name] = {
                 "platform": job.source.platform,
                 "up": st.up,
                 "polls": st.polls,
@@ -147,15 +160,36 @@ class Exporter:
                 "last_error": self.redactor.redact(st.last_error) if st.last_error else None,
                 "skipped_ticks": st.skipped_ticks,
                 "held_until": _iso(st.held_until),
-                "open_runs": sum(self.store.open_run_counts(job.source.name).values()),
+                "open_runs": sum(self.store.open_run_counts(name).values()),
                 "checkpoint": self.redactor.redact_data(_summary(cp)),
+                "data_lag_seconds": None if caught_up is None else round(max(0.0, now - caught_up.timestamp()), 1),
+                "recent_requests": {"window_seconds": REQUEST_WINDOW, "requests": requests, "rate_limited": limited},
+                "backfill_remaining_seconds": round(self.pipeline.backfill.remaining(name), 1),
+                "backfill": None if backfill is None else backfill.to_json(),
             }
-        return {
-            "version": __version__,
-            "sources": sources,
-            "outbox_spans": self.store.outbox_spans(),
-            "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
-        }
+        status = self.redactor.redact_data(  # belt and braces: names and ids come from the platforms
+            {
+                "version": __version__,
+                "generated_at": _iso(now),
+                "sources": sources,
+                "outbox_spans": self.store.outbox_spans(),
+                "outbox_max_spans": self.config.traces.outbox_max_spans,
+                "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
+                "spans_exported": {
+                    o: _count(self.book.value("agent_exporter_spans_exported_total", (o,))) for o in SPAN_OUTCOMES
+                },
+                "recent_runs": [
+                    {**run.to_json(), "trace_url": self.config.status.trace_url.replace("{trace_id}", run.trace_id)}
+                    for run in self.pipeline.recent.latest()
+                ],
+            }
+        )
+        assert isinstance(status, dict)
+        return status
+
+
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, (int, float)) else 0
 
 
 def _iso(epoch: float | None) -> str | None:

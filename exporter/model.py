@@ -174,6 +174,10 @@ class Batch:
     # Everything the platform holds up to this time has been read: the data
     # lag is measured from here, so an idle source shows no lag.
     caught_up_to: datetime | None = None
+    # While a source is behind: how far its history is read by this batch
+    # (what the backfill progress is measured by), when the reader knows
+    # better than `caught_up_to`, which only moves once a whole range is read.
+    read_to: datetime | None = None
 
     def absorb(self, later: Batch) -> None:
         """Add a later batch to this one, so both commit as one transaction
@@ -200,6 +204,7 @@ class Batch:
             self.seen_prune_before = later.seen_prune_before
         self.checkpoint = later.checkpoint if later.checkpoint is not None else self.checkpoint
         self.caught_up_to = later.caught_up_to or self.caught_up_to
+        self.read_to = later.read_to or self.read_to
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,8 @@ from exporter.convert.traces import run_trace_id
 from exporter.export.outbox import OutboxDrain, run_list
 from exporter.export.prometheus import MetricsBook, SeriesKey
 from exporter.model import Batch, Run
+from exporter.progress import BackfillTracker
+from exporter.recent import RecentRuns
 from exporter.sources.base import Source
 from exporter.state.store import Dropped, StateStore
 
@@ -76,6 +78,8 @@ class Pipeline:
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
+    backfill: BackfillTracker = field(default_factory=BackfillTracker)  # history still to read, per source
+    recent: RecentRuns = field(default_factory=RecentRuns)  # the latest finished runs, for the status page
     _recounted: dict[str, float] = field(default_factory=dict)  # source -> monotonic time of the last recount
 
     @property
@@ -123,6 +127,7 @@ class Pipeline:
                 len(dropped.runs),
                 run_list(dropped.runs),
             )
+        self.recent.add(runs)
         self._refresh_gauges(source.name, source.platform, batch, recount)
         if outbox and self.drain:
             self.drain.notify()
@@ -152,6 +157,8 @@ class Pipeline:
             # empty batch): while no data arrives, the lag grows.
             lag = max(0.0, (self.clock() - self.caught_up[source]).total_seconds())
             self.book.set_live("agent_exporter_data_lag_seconds", (source,), lag)
+        remaining = self.backfill.read(source, batch.read_to or batch.caught_up_to, sum(batch.records.values()))
+        self.book.set_live("agent_exporter_backfill_remaining_seconds", (source,), remaining)
         self.book.set_live("agent_exporter_outbox_spans", (), float(self.store.outbox_spans()))
 
 

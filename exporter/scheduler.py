@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobExecutionEvent
@@ -22,6 +22,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from exporter.convert.metrics import POLL_OUTCOMES, REJECT_REASONS, SPAN_OUTCOMES, Op, Update
 from exporter.model import Batch
 from exporter.pipeline import Pipeline
+from exporter.recent import RequestWindow
 from exporter.sources.base import PollContext, Source
 from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError, Stopping
 from exporter.state.view import SourceStateView
@@ -44,6 +45,7 @@ class SourceStatus:
     last_outcome: str | None = None
     skipped_ticks: int = 0
     held_until: float | None = None  # epoch: no poll before this (401/403 back-off, Retry-After)
+    requests: RequestWindow = field(default_factory=RequestWindow)  # and 429s, over the last minutes
 
 
 class SourceJob:
@@ -79,11 +81,13 @@ class SourceJob:
         error: SourceError | None = None
         try:
             ctx = PollContext(checkpoint=self.pipeline.store.checkpoint(name), now=now, state=self._view)
+            self.pipeline.backfill.begin(name, now)
             for batch in self.source.poll(ctx):
                 self.pipeline.commit(self.source, batch, self._request_updates())
                 if self.pipeline.stop.is_set():
                     break  # stopping: what is committed is consistent; the rest waits for the next start
             else:
+                self.pipeline.backfill.end(name)  # read up to `now`: nothing of the history is left
                 self._expire(now)
         except Stopping:
             return False  # shutting down mid-poll: what is committed stands, nothing to account
@@ -117,6 +121,7 @@ class SourceJob:
 
     def _request_updates(self) -> list[Update]:
         codes, limited = self.source.stats.drain()
+        self.status.requests.add(sum(codes.values()), limited)
         updates = [
             Update(Op.INC, "agent_exporter_api_requests_total", (self.source.name, c), n) for c, n in codes.items()
         ]
@@ -176,6 +181,7 @@ def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
         zero += [Update(Op.INC, "agent_exporter_records_rejected_total", (s.name, r), 0) for r in REJECT_REASONS]
         zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
         pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
+        pipeline.book.set_live("agent_exporter_backfill_remaining_seconds", (s.name,), 0.0)
     zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
     pipeline.recorder.record(zero, pipeline.store.write_series)
     pipeline.book.set_live("agent_exporter_outbox_spans", (), float(pipeline.store.outbox_spans()))

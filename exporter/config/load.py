@@ -19,17 +19,19 @@ import yaml
 
 from exporter.config.checker import Checker, Unresolved, show
 from exporter.config.env import raw_secrets, substitute_tree
-from exporter.config.model import Config, ConfigError, MetricsConfig, RunsConfig, StateConfig
+from exporter.config.model import Config, ConfigError, MetricsConfig, RunsConfig, StateConfig, StatusConfig
 from exporter.config.options import PlatformSpec
 from exporter.config.otel import TRACES_KEYS, build_traces
 from exporter.config.sources import build_sources
-from exporter.config.validators import v_duration, v_int, v_listen, v_str
+from exporter.config.validators import v_duration, v_int, v_listen, v_str, v_trace_url
 from exporter.redact import Redactor
 
-TOP_KEYS: Final = frozenset({"listen", "state", "service_name", "traces", "metrics", "runs", "sources"})
+TOP_KEYS: Final = frozenset({"listen", "state", "service_name", "traces", "metrics", "runs", "status", "sources"})
 STATE_KEYS: Final = frozenset({"path"})
 METRICS_KEYS: Final = frozenset({"max_agents", "max_tools"})
 RUNS_KEYS: Final = frozenset({"max_open_age"})
+STATUS_KEYS: Final = frozenset({"trace_url"})
+DEFAULT_TRACE_URL: Final = "http://localhost:16686/trace/{trace_id}"  # Jaeger's UI
 DEFAULT_LISTEN: Final = ("0.0.0.0", 9464)
 DEFAULT_SERVICE_NAME: Final = "agent-activity-exporter"
 DEFAULT_STATE_PATH: Final = "./exporter-state.db"
@@ -159,6 +161,9 @@ def _build_config(
     runs_section = ck.section(top, "runs", "", RUNS_KEYS)
     runs = RunsConfig(max_open_age=ck.get(runs_section, "max_open_age", "runs", v_duration(), 6 * 3600.0))
 
+    status_section = ck.section(top, "status", "", STATUS_KEYS)
+    status = StatusConfig(trace_url=ck.get(status_section, "trace_url", "status", v_trace_url, DEFAULT_TRACE_URL))
+
     sources = build_sources(top, ck, platforms)
 
     return Config(
@@ -171,6 +176,7 @@ def _build_config(
         metrics=metrics,
         runs=runs,
         sources=sources,
+        status=status,
     )
 
 

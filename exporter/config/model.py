@@ -89,6 +89,13 @@ class RunsConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StatusConfig:
+    # Link of each recent run on the status page: `{trace_id}` becomes the
+    # run's 32-hex trace id.
+    trace_url: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StateConfig:
     path: str
 
@@ -157,6 +164,7 @@ class Config:
     metrics: MetricsConfig
     runs: RunsConfig
     sources: tuple[SourceConfig, ...]
+    status: StatusConfig
 
     def secrets(self) -> frozenset[str]:
         """Every secret string the exporter holds (min. 4 characters): each
@@ -183,6 +191,7 @@ class Config:
             "traces": self.traces.redacted(),
             "metrics": {"max_agents": self.metrics.max_agents, "max_tools": self.metrics.max_tools},
             "runs": {"max_open_age": format_duration(self.runs.max_open_age)},
+            "status": {"trace_url": self.status.trace_url},
             "sources": [source.redacted() for source in self.sources],
         }
         redacted = self.redactor().redact_data(out)

@@ -42,6 +42,18 @@ def v_str(
     return validate
 
 
+def v_trace_url(value: object, path: str, ck: Checker) -> str:
+    """A link template for a trace viewer: an http(s) URL holding
+    `{trace_id}` (only that is replaced: other braces, such as Grafana's
+    JSON in a query, stay as written)."""
+    text = v_str()(value, path, ck)
+    if "{trace_id}" not in text:
+        ck.fail(path, f"must contain {{trace_id}} where the trace id goes (got {show(text)})")
+    if urlsplit(text).scheme not in ("http", "https"):
+        ck.fail(path, f"must be an http:// or https:// URL (got {show(text)})")
+    return text
+
+
 def v_secret(value: object, path: str, ck: Checker) -> str:
     # Never quote the value: it is, or was meant to be, a secret.
     if not isinstance(value, str) or not value.strip():

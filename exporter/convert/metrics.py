@@ -126,6 +126,13 @@ METRICS: tuple[MetricSpec, ...] = (
         ("source",),
         persisted=False,
     ),
+    MetricSpec(
+        "agent_exporter_backfill_remaining_seconds",
+        Kind.GAUGE,
+        "History the source still has to read: its read position to the time its poll reads up to; 0 caught up.",
+        ("source",),
+        persisted=False,
+    ),
     MetricSpec("agent_exporter_records_total", Kind.COUNTER, "Records read from platforms.", ("source", "kind")),
     MetricSpec(
         "agent_exporter_records_rejected_total",

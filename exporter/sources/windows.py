@@ -15,9 +15,9 @@ Stored as {"watermark": iso, "window": {"from": iso, "to": iso, ...resume}}
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -105,3 +105,14 @@ class Progress:
         if not isinstance(data, Mapping):
             return cls(default_watermark)
         return cls(time_or(data.get("watermark"), default_watermark), Window.from_json(data.get("window")))
+
+
+def mean_watermark(histories: Iterable[Progress]) -> datetime | None:
+    """How far several histories (one per agent) are read, as one position
+    for the backfill progress (`Batch.read_to`): the mean of their
+    watermarks, so each history read to its end moves it by its share.
+    None without any."""
+    stamps = [p.watermark.timestamp() for p in histories]
+    if not stamps:
+        return None
+    return datetime.fromtimestamp(sum(stamps) / len(stamps), tz=timezone.utc)

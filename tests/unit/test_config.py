@@ -28,6 +28,7 @@ from exporter.config import (
     load_config,
     parse_duration,
 )
+from exporter.config.load import STATUS_KEYS, TOP_KEYS
 from exporter.config.options import Options
 from exporter.redact import Redactor
 from exporter.sources.agent_activities.options import AgentActivitiesOptions
@@ -641,6 +642,7 @@ def test_example_yaml_documents_every_key() -> None:
         "outbox_max_spans",
     }
     keys |= {"max_agents", "max_tools", "max_open_age"}
+    keys |= TOP_KEYS | STATUS_KEYS
     keys |= {"name", "type", "base_url", "interval", "max_requests_per_minute", "start_from", "enabled"}
     keys |= {"max_requests_per_second", "concurrency"}
     for spec in PLATFORMS.values():

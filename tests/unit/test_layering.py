@@ -49,8 +49,15 @@ ALLOWED = {
         "exporter.sources.base",
         "exporter.sources.http",
         "exporter.config",
+        "exporter.progress",
+        "exporter.recent",
     ),
     "exporter.server": ("exporter.server",),
+    # The status page's parts: what they keep is filled by the pipeline and
+    # the jobs; the page renders the status dict and reads nothing itself.
+    "exporter.progress": (),
+    "exporter.recent": ("exporter.model", "exporter.convert."),
+    "exporter.statuspage": ("exporter.progress",),
 }
 
 

@@ -197,3 +197,32 @@ def test_data_lag_keeps_growing_while_the_source_fails(tmp_path: Path) -> None:
     p.clock = lambda: NOW + timedelta(minutes=20)
     job.poll()  # fails: nothing read, yet the lag must show that data stopped arriving
     assert value(p, "agent_exporter_data_lag_seconds", "feed") == 1200.0
+
+
+def test_backfill_gauge_shows_the_history_left_and_falls_to_zero_when_caught_up(tmp_path: Path) -> None:
+    day = timedelta(days=1)
+    job, p = make(
+        tmp_path,
+        Scripted(
+            # A backfill that fails part-way: 2 of 30 days are left, and stay shown.
+            [Batch(caught_up_to=NOW - 30 * day), Batch(read_to=NOW - 2 * day), RetryableError("feed", "HTTP 503")],
+            [Batch(caught_up_to=NOW - day), Batch(caught_up_to=NOW)],  # read to the end
+        ),
+    )
+    assert value(p, "agent_exporter_backfill_remaining_seconds", "feed") == 0.0  # precreated
+    job.poll()
+    assert value(p, "agent_exporter_backfill_remaining_seconds", "feed") == 2 * 86400.0
+    view = p.backfill.view("feed")
+    assert view is not None and view.fraction == pytest.approx(28 / 30)
+    assert job.poll() is True
+    assert value(p, "agent_exporter_backfill_remaining_seconds", "feed") == 0.0
+    assert p.backfill.view("feed") is None
+
+
+def test_requests_are_counted_over_the_last_minutes(tmp_path: Path) -> None:
+    source = Scripted([Batch()])
+    job, _ = make(tmp_path, source)
+    for code in ("200", "200", "429"):
+        source.stats.count(code)
+    job.poll()
+    assert job.status.requests.totals() == (3, 1)

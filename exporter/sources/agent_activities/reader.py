@@ -82,7 +82,7 @@ from exporter.sources.base import (
     run_key,
 )
 from exporter.sources.http import BadRecordError, BadResponseError
-from exporter.sources.windows import Window
+from exporter.sources.windows import Window, mean_watermark
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +254,7 @@ class AgentActivitiesSource(PlatformSource):
                         window = checkpoint.at_page(window, page + 1, per_page)
                         agent.progress = agent.progress.reading(window)
                     batch.checkpoint = checkpoint.to_json(agents)
+                    batch.read_to = mean_watermark(a.progress for a in agents.values())
                     yield batch, new
                     if last:
                         return

@@ -33,7 +33,7 @@ from exporter.sources.runtype.api import AGENTS_PATH, Execution, executions_path
 from exporter.sources.runtype.lineage import Lineage, top_key
 from exporter.sources.runtype.plan import PageAhead
 from exporter.sources.runtype.runs import Held, build_run
-from exporter.sources.windows import Window
+from exporter.sources.windows import Window, mean_watermark
 
 if TYPE_CHECKING:
     from exporter.sources.runtype.reader import Finished, Page, RuntypeSource
@@ -80,6 +80,7 @@ class Poll:
         if batch is None:
             batch = Batch()
         batch.checkpoint = self.checkpoint()
+        batch.read_to = mean_watermark(self.agents[a].progress for a in self.agents.active())
         return batch
 
     def run(self) -> Iterator[Batch]:
