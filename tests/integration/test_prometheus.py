@@ -5,7 +5,8 @@ against the simulator with all four platforms.
 
 What it must show (issue: plugs into a real monitoring stack):
 - `promtool check rules`, `promtool test rules` (every rule firing and not
-  firing) and `promtool check config` pass;
+  firing, with one exporter and with several replicas) and `promtool check
+  config` (prometheus.yml, prometheus-replicas.yml) pass;
 - every expression of every dashboard panel and template variable parses in
   Prometheus and returns data (at least one finite sample) with every
   variable at "All";
@@ -91,7 +92,8 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
     rules = alert_rules()
     assert f"SUCCESS: {len(rules)} rules found" in promtool("check", "rules", str(ALERTS))
     assert "SUCCESS" in promtool("test", "rules", ALERT_TESTS.name, cwd=ALERT_TESTS.parent)
-    assert "is valid prometheus config file syntax" in promtool("check", "config", str(PROMETHEUS_CONFIG))
+    for config in (PROMETHEUS_CONFIG, PROMETHEUS_CONFIG.with_name("prometheus-replicas.yml")):
+        assert "is valid prometheus config file syntax" in promtool("check", "config", str(config))
 
 
 def test_every_alert_rule_has_unit_tests_firing_and_not_firing() -> None:
