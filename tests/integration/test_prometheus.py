@@ -31,7 +31,6 @@ cost (runtype), 429/500 faults (API errors, rate limits), sub-agents.
 from __future__ import annotations
 
 import json
-import math
 import re
 import runpy
 import subprocess
@@ -61,6 +60,7 @@ from tests.integration.stack import (
     Expression,
     Prometheus,
     alert_rules,
+    all_return_data,
     dashboard_expressions,
     dashboards,
     grafana_to_promql,
@@ -218,28 +218,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cleanup.callback(prometheus.stop)
         prometheus.start()
         yield Stack(sim, proxy, receiver, exporter, prometheus, started)
-
-
-def has_data(result: list[dict[str, object]]) -> bool:
-    return any(math.isfinite(float(sample["value"][1])) for sample in result)  # type: ignore[index]
-
-
-def all_return_data(prometheus: Prometheus, expressions: list[Expression]) -> None:
-    """Poll until every expression returns data; a parse or evaluation error
-    fails at once (Prometheus's error text names the expression's problem)."""
-    missing: list[Expression] = []
-
-    def check() -> bool:
-        missing[:] = [e for e in expressions if not has_data(prometheus.query(e.expr))]
-        return not missing
-
-    try:
-        wait_for(check, timeout=90, interval=1, what="data for every expression")
-    except AssertionError:
-        pytest.fail(
-            "no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
-            pytrace=False,
-        )
 
 
 def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
