@@ -264,7 +264,7 @@ def test_replicas_profile_adds_postgres_two_replicas_and_their_prometheus() -> N
         assert replica["configs"] == [
             {"source": "exporter-replicas-config", "target": "/etc/agent-activity-exporter/config.yaml"}
         ]
-        assert replica["image"] == services["exporter"]["image"]
+        assert (replica["build"], replica["image"]) == (services["exporter"]["build"], services["exporter"]["image"])
         (published,) = replica["ports"]
         host_ports.add(published.split(":")[0])
     assert len(replicas()) == 2 and len(host_ports) == 2
@@ -305,3 +305,8 @@ def test_prometheus_of_the_profile_scrapes_every_replica_like_the_shipped_config
         k: v for k, v in single_job.items() if k != "static_configs"
     }
     assert several["rule_files"] == single["rule_files"]
+    # Grafana offers it as a datasource, by its service name and port inside the network.
+    datasources = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/datasources.yaml").read_text())
+    urls = {d["uid"]: d["url"] for d in datasources["datasources"]}
+    assert urls["prometheus-replicas"] == "http://prometheus-replicas:9090"
+    assert service["ports"] == ["9091:9090"]
