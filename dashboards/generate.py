@@ -24,6 +24,13 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 RUN = 'source=~"$source", platform=~"$platform", agent=~"$agent"'  # run-level metrics
 PLAT = 'source=~"$source", platform=~"$platform"'  # tool calls and activity events have no agent label
 SRC = 'source=~"$source"'  # exporter self-metrics
+# Several replicas (README, "Several replicas"): a series moves from one
+# `instance` to another on a failover, and a source in shards has one series
+# per shard, each from the replica holding it. So every expression
+# aggregates by the labels that name what it shows (never by instance, except
+# the panels about exporter processes): counters and in-progress gauges are
+# summed, a source is up when all its shards are (min), lag and age are the
+# worst shard's (max). With one replica each gives the same numbers as before.
 FAILED = 'status=~"failed|timed_out"'
 
 # Jaeger's search page; Tempo and Phoenix users change the link (README, "Use with your stack").
@@ -428,10 +435,11 @@ def per_agent() -> Json:
 
 def exporter_health() -> Json:
     lay = Layout()
-    lay.add(stat("Sources up", f"sum(agent_exporter_source_up{{{SRC}}})", decimals=0,
-                 desc="Sources whose last poll succeeded."), 4, 4)
-    lay.add(stat("Sources down", f"count(agent_exporter_source_up{{{SRC}}} == 0) or vector(0)", decimals=0,
-                 thresholds=[(None, "green"), (1, "red")]), 4, 4)
+    lay.add(stat("Sources up", f"sum(min by (source) (agent_exporter_source_up{{{SRC}}}))", decimals=0,
+                 desc="Sources whose last poll succeeded (of a source in shards: every shard's)."), 4, 4)
+    lay.add(stat("Sources down", f"count(min by (source) (agent_exporter_source_up{{{SRC}}}) == 0) or vector(0)",
+                 decimals=0, thresholds=[(None, "green"), (1, "red")],
+                 desc="Sources whose last poll failed (of a source in shards: any shard's)."), 4, 4)
     lay.add(stat("Max data lag", f"max(agent_exporter_data_lag_seconds{{{SRC}}})", unit="s",
                  thresholds=[(None, "green"), (300, "orange"), (900, "red")],
                  desc="Now minus the time up to which a source is fully read (worst source)."), 4, 4)
@@ -443,7 +451,7 @@ def exporter_health() -> Json:
                  thresholds=[(None, "green"), (1, "red")]), 4, 4)
     lay.add(stat("Version", "agent_exporter_build_info{instance=~\"$instance\"}", legend="{{version}}",
                  text_mode="name"), 4, 4)
-    lay.add(state_timeline("Source up", f"agent_exporter_source_up{{{SRC}}}", "{{source}}",
+    lay.add(state_timeline("Source up", f"min by (source) (agent_exporter_source_up{{{SRC}}})", "{{source}}",
                            desc="Green: the last poll succeeded. Red: it failed (see the status page for why)."),
             24, 5)
     lay.row("Polls")
@@ -455,8 +463,9 @@ def exporter_health() -> Json:
                f"(rate(agent_exporter_poll_duration_seconds_bucket{{{SRC}}}[$__rate_interval])))", "{{source}}")],
         unit="s"), 8, 8)
     lay.add(timeseries("Time since last successful poll", [
-        target(f"time() - agent_exporter_last_successful_poll_timestamp_seconds{{{SRC}}}", "{{source}}")],
-        unit="s"), 8, 8)
+        target(f"time() - min by (source) (agent_exporter_last_successful_poll_timestamp_seconds{{{SRC}}})",
+               "{{source}}")],
+        unit="s", desc="Of a source in shards: its least recently polled shard."), 8, 8)
     lay.row("Platform APIs")
     lay.add(timeseries("API requests per minute by code", [
         target(f"sum by (source, code) (rate(agent_exporter_api_requests_total{{{SRC}}}[$__rate_interval])) * 60",
@@ -469,15 +478,17 @@ def exporter_health() -> Json:
         target(f"sum by (source) (rate(agent_exporter_rate_limited_total{{{SRC}}}[$__rate_interval])) * 60",
                "{{source}}")]), 8, 8)
     lay.add(timeseries("Requests in flight", [
-        target(f"max by (source) (agent_exporter_requests_in_flight{{{SRC}}})", "{{source}} in flight"),
-        target(f"max by (source) (agent_exporter_request_concurrency_limit{{{SRC}}})", "{{source}} limit")],
+        target(f"sum by (source) (agent_exporter_requests_in_flight{{{SRC}}})", "{{source}} in flight"),
+        target(f"sum by (source) (agent_exporter_request_concurrency_limit{{{SRC}}})", "{{source}} limit")],
         decimals=0,
         desc="Requests of each source sent and not yet answered, beside its limit: the configured "
-             "concurrency, halved on a 429 and grown back while answers are clean."), 24, 8)
+             "concurrency, halved on a 429 and grown back while answers are clean. Of a source in shards: "
+             "summed over the replicas holding them."), 24, 8)
     lay.row("Data")
     lay.add(timeseries("Data lag", [
-        target(f"agent_exporter_data_lag_seconds{{{SRC}}}", "{{source}}")], unit="s",
-        desc="Now minus the time up to which the source is fully read: how late new runs show up."), 8, 8)
+        target(f"max by (source) (agent_exporter_data_lag_seconds{{{SRC}}})", "{{source}}")], unit="s",
+        desc="Now minus the time up to which the source is fully read: how late new runs show up "
+             "(of a source in shards: its worst shard)."), 8, 8)
     lay.add(timeseries("Records read per minute", [
         target(f"sum by (source, kind) (rate(agent_exporter_records_total{{{SRC}}}[$__rate_interval])) * 60",
                "{{source}} {{kind}}")]), 8, 8)

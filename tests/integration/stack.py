@@ -12,6 +12,7 @@ A missing program is a test failure, never a skip: the test setup
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -148,15 +149,16 @@ class Prometheus:
         return list(data["activeTargets"])
 
 
-def prometheus_config(target: str, *, interval: str = "1s") -> dict[str, object]:
+def prometheus_config(*targets: str, interval: str = "1s") -> dict[str, object]:
     """config/prometheus.yml as shipped (job name, relabelling), pointed at
-    `target`, with config/alerts.yml and a short interval."""
+    `targets` (one exporter, or several replicas), with config/alerts.yml and
+    a short interval."""
     config: dict[str, Any] = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"] = {"scrape_interval": interval, "evaluation_interval": interval}
     config["rule_files"] = [str(ALERTS)]
     (job,) = config["scrape_configs"]
     job.update(scrape_interval=interval, scrape_timeout=interval)
-    job["static_configs"] = [{"targets": [target]}]
+    job["static_configs"] = [{"targets": list(targets)}]
     return config
 
 
@@ -237,6 +239,28 @@ class Phoenix:
 class Expression:
     where: str  # "overview.json: Failure ratio [B]", "alerts.yml: AgentSourceDown"
     expr: str
+
+
+def has_data(result: list[dict[str, object]]) -> bool:
+    return any(math.isfinite(float(sample["value"][1])) for sample in result)  # type: ignore[index]
+
+
+def all_return_data(prometheus: Prometheus, expressions: list[Expression]) -> None:
+    """Poll until every expression returns data; a parse or evaluation error
+    fails at once (Prometheus's error text names the expression's problem)."""
+    missing: list[Expression] = []
+
+    def check() -> bool:
+        missing[:] = [e for e in expressions if not has_data(prometheus.query(e.expr))]
+        return not missing
+
+    try:
+        wait_for(check, timeout=90, interval=1, what="data for every expression")
+    except AssertionError:
+        pytest.fail(
+            "no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
+            pytrace=False,
+        )
 
 
 def dashboards() -> dict[str, dict[str, object]]:

@@ -5,7 +5,8 @@ against the simulator with all four platforms.
 
 What it must show (issue: plugs into a real monitoring stack):
 - `promtool check rules`, `promtool test rules` (every rule firing and not
-  firing) and `promtool check config` pass;
+  firing, with one exporter and with several replicas) and `promtool check
+  config` (prometheus.yml, prometheus-replicas.yml) pass;
 - every expression of every dashboard panel and template variable parses in
   Prometheus and returns data (at least one finite sample) with every
   variable at "All";
@@ -30,7 +31,6 @@ cost (runtype), 429/500 faults (API errors, rate limits), sub-agents.
 from __future__ import annotations
 
 import json
-import math
 import re
 import runpy
 import subprocess
@@ -60,6 +60,7 @@ from tests.integration.stack import (
     Expression,
     Prometheus,
     alert_rules,
+    all_return_data,
     dashboard_expressions,
     dashboards,
     grafana_to_promql,
@@ -91,7 +92,8 @@ def test_promtool_checks_and_unit_tests_pass() -> None:
     rules = alert_rules()
     assert f"SUCCESS: {len(rules)} rules found" in promtool("check", "rules", str(ALERTS))
     assert "SUCCESS" in promtool("test", "rules", ALERT_TESTS.name, cwd=ALERT_TESTS.parent)
-    assert "is valid prometheus config file syntax" in promtool("check", "config", str(PROMETHEUS_CONFIG))
+    for config in (PROMETHEUS_CONFIG, PROMETHEUS_CONFIG.with_name("prometheus-replicas.yml")):
+        assert "is valid prometheus config file syntax" in promtool("check", "config", str(config))
 
 
 def test_every_alert_rule_has_unit_tests_firing_and_not_firing() -> None:
@@ -216,28 +218,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         cleanup.callback(prometheus.stop)
         prometheus.start()
         yield Stack(sim, proxy, receiver, exporter, prometheus, started)
-
-
-def has_data(result: list[dict[str, object]]) -> bool:
-    return any(math.isfinite(float(sample["value"][1])) for sample in result)  # type: ignore[index]
-
-
-def all_return_data(prometheus: Prometheus, expressions: list[Expression]) -> None:
-    """Poll until every expression returns data; a parse or evaluation error
-    fails at once (Prometheus's error text names the expression's problem)."""
-    missing: list[Expression] = []
-
-    def check() -> bool:
-        missing[:] = [e for e in expressions if not has_data(prometheus.query(e.expr))]
-        return not missing
-
-    try:
-        wait_for(check, timeout=90, interval=1, what="data for every expression")
-    except AssertionError:
-        pytest.fail(
-            "no data (after 90 s of scrapes) for:\n" + "\n".join(f"  {e.where}: {e.expr}" for e in missing),
-            pytrace=False,
-        )
 
 
 def test_every_dashboard_expression_returns_data(stack: Stack) -> None:
