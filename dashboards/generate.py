@@ -488,14 +488,18 @@ def exporter_health() -> Json:
     lay.add(timeseries("Data lag", [
         target(f"max by (source) (agent_exporter_data_lag_seconds{{{SRC}}})", "{{source}}")], unit="s",
         desc="Now minus the time up to which the source is fully read: how late new runs show up "
-             "(of a source in shards: its worst shard)."), 8, 8)
+             "(of a source in shards: its worst shard)."), 6, 8)
+    lay.add(timeseries("History still to read", [
+        target(f"max by (source) (agent_exporter_backfill_remaining_seconds{{{SRC}}})", "{{source}}")], unit="s",
+        desc="While a source reads its history (a first backfill, or after an outage): how much of it is "
+             "left, in seconds of history; 0 once caught up (of a source in shards: its worst shard)."), 6, 8)
     lay.add(timeseries("Records read per minute", [
         target(f"sum by (source, kind) (rate(agent_exporter_records_total{{{SRC}}}[$__rate_interval])) * 60",
-               "{{source}} {{kind}}")]), 8, 8)
+               "{{source}} {{kind}}")]), 6, 8)
     lay.add(timeseries("Records rejected", [
         target(f"sum by (source, reason) (increase(agent_exporter_records_rejected_total{{{SRC}}}[$__rate_interval]))",
                "{{source}} {{reason}}")],
-        desc="Records that did not parse and were skipped (the log names each one)."), 8, 8)
+        desc="Records that did not parse and were skipped (the log names each one)."), 6, 8)
     lay.row("Traces")
     lay.add(timeseries("Spans per minute by outcome", [
         target("sum by (outcome) (rate(agent_exporter_spans_exported_total{instance=~\"$instance\"}[$__rate_interval])) * 60",
