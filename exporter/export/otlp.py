@@ -160,7 +160,21 @@ _PROBE_SPAN: dict[str, object] = {
 }
 
 
-class HttpSender:
+class _ProtobufRows:
+    """The rows of the OTLP senders: protobuf, by their `_Encoder`."""
+
+    _encoder: _Encoder
+
+    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
+        return self._encoder.row(run, capture_content, max_attribute_length)
+
+    def encode_logs(
+        self, platform: str, base_url: str, events: Sequence[ActivityEvent], max_attribute_length: int
+    ) -> tuple[int, bytes]:
+        return self._encoder.log_row(platform, base_url, events, max_attribute_length)
+
+
+class HttpSender(_ProtobufRows):
     """OTLP/HTTP protobuf. The body comes from the SDK's encoder; the
     transport is ours so the drain knows what the backend said (the SDK
     exporter folds every failure into one FAILURE): 2xx delivered; 429, 5xx
@@ -178,14 +192,6 @@ class HttpSender:
             headers={**headers, "Content-Type": "application/x-protobuf"},
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         )
-
-    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
-        return self._encoder.row(run, capture_content, max_attribute_length)
-
-    def encode_logs(
-        self, platform: str, base_url: str, events: Sequence[ActivityEvent], max_attribute_length: int
-    ) -> tuple[int, bytes]:
-        return self._encoder.log_row(platform, base_url, events, max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         body = self._encoder.request_bytes(source, payloads)
@@ -205,7 +211,7 @@ class HttpSender:
         self._client.close()
 
 
-class GrpcSender:
+class GrpcSender(_ProtobufRows):
     """OTLP/gRPC TraceService.Export (LogsService.Export for logs) with the
     SDK's encoder; status codes classified as the OTLP specification says."""
 
@@ -245,14 +251,6 @@ class GrpcSender:
         self._timeout = timeout
         self._encoder = _Encoder(service_name, signal)
         self._rpc_error = grpc.RpcError
-
-    def encode(self, run: Run, capture_content: bool, max_attribute_length: int) -> tuple[int, bytes]:
-        return self._encoder.row(run, capture_content, max_attribute_length)
-
-    def encode_logs(
-        self, platform: str, base_url: str, events: Sequence[ActivityEvent], max_attribute_length: int
-    ) -> tuple[int, bytes]:
-        return self._encoder.log_row(platform, base_url, events, max_attribute_length)
 
     def send(self, source: str, payloads: list[bytes]) -> SendResult:
         request = self._request.FromString(self._encoder.request_bytes(source, payloads))
