@@ -71,9 +71,10 @@ class Exporter:
         sender = make_sender(config.traces, config.service_name)
         if sender is None:
             log.warning("traces are off: set traces.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) or traces.protocol: file")
+        logs = make_sender(config.logs, config.service_name)  # None unless logs.enabled
         self.stop_event = threading.Event()
         recorder = Recorder(self.store, self.book)  # the one commit path, and its lock
-        self.drain = OutboxDrain(sender, recorder) if sender else None
+        self.drain = OutboxDrain(sender, recorder, logs=logs) if sender or logs else None
         self.pipeline = Pipeline(config=config, recorder=recorder, drain=self.drain, stop=self.stop_event)
         enabled = [s for s in config.sources if s.enabled]
         self.sources = [build_source(s, stop=self.stop_event, platforms=platforms) for s in enabled]
@@ -122,7 +123,7 @@ class Exporter:
         if self.drain:
             self.drain.end_thread()
             self.drain.flush(time.monotonic() + FLUSH_SECONDS * 3, patience=FLUSH_SECONDS * 3)
-        return all(results) and (self.drain is None or self.store.outbox_spans() == 0)
+        return all(results) and (self.drain is None or not self.drain.waiting())
 
     def shutdown(self) -> None:
         """Finish the current transaction, flush the outbox (<= 10 s), close."""

@@ -62,8 +62,8 @@ def parse_enum(enum: type[E], value: object, default: E) -> E:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ActivityEvent:
-    """A point-in-time item: a span event on its run, and one count in
-    agent_activity_events_total."""
+    """A point-in-time item: a span event on its run, one count in
+    agent_activity_events_total, and (with logs on) one log record."""
 
     id: str
     name: str
@@ -72,6 +72,10 @@ class ActivityEvent:
     severity: Severity = Severity.UNKNOWN
     status: str = "unknown"
     attributes: Attributes = ()
+    # The top-level run the item belongs to (its log record carries that
+    # run's trace); None for an item outside any run.
+    run_id: str | None = None
+    message: str | None = None  # the platform's human title or message, if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,8 +6,8 @@ drain's delivered, rejected and failed spans, the series precreated at
 start) stages them, writes them to state in the same transaction as what
 they account for, and publishes them to /metrics only after the commit.
 `Pipeline` is the batch commit the sources' jobs share: a batch converted to
-spans and metric updates, room made in the outbox, recorded, gauges
-refreshed.
+spans, log records (logs on) and metric updates, room made in the outbox,
+recorded, gauges refreshed.
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ class Pipeline:
         open runs costs a scan of them."""
         runs = batch.runs
         outbox = self._spans(runs)
+        logs = self._log_records(source, batch)
         updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
         updates += event_updates(source.name, source.platform, batch.events)
         updates += [
@@ -115,10 +116,11 @@ class Pipeline:
         updates += extra
         limit = self.config.traces.outbox_max_spans
         bound: int | None = limit
-        if outbox and self.drain and not self.drain.make_room(sum(n for _, n, _ in outbox), limit, self.stop):
-            bound = None  # the backend takes spans: drop none
+        items = sum(n for _, n, _ in outbox) + (logs[0] if logs else 0)
+        if items and self.drain and not self.drain.make_room(items, limit, self.stop):
+            bound = None  # the backends take what they are sent: drop none
         dropped = self.recorder.record(
-            updates, lambda series: self.store.commit(source.name, batch, outbox, series, bound), _dropped
+            updates, lambda series: self.store.commit(source.name, batch, outbox, series, bound, logs), _dropped
         )
         if dropped.spans:
             log.warning(
@@ -127,18 +129,28 @@ class Pipeline:
                 len(dropped.runs),
                 run_list(dropped.runs),
             )
+        if dropped.logs:
+            log.warning("outbox full (a backend failing): dropped the %d oldest log record(s)", dropped.logs)
         self.recent.add(runs)
         self._refresh_gauges(source.name, source.platform, batch, recount)
-        if outbox and self.drain:
+        if items and self.drain:
             self.drain.notify()
 
     def _spans(self, runs: list[Run]) -> list[tuple[str, int, bytes]]:
-        if self.drain is None:
+        if self.drain is None or not self.drain.sends_spans:
             return []  # traces are off
         traces = self.config.traces
         return [
             (run.run_id, *self.drain.encode(run, traces.capture_content, traces.max_attribute_length)) for run in runs
         ]
+
+    def _log_records(self, source: Source, batch: Batch) -> tuple[int, bytes] | None:
+        """The batch's activity items (each read for the first time, as
+        counted) as one outbox row of log records; None while logs are off."""
+        if not batch.events or self.drain is None or not self.drain.sends_logs:
+            return None
+        max_len = self.config.traces.max_attribute_length
+        return self.drain.encode_logs(source.platform, source.base_url, batch.events, max_len)
 
     def _refresh_gauges(self, source: str, platform: str, batch: Batch, recount: bool) -> None:
         now = time.monotonic()
@@ -163,7 +175,11 @@ class Pipeline:
 
 
 def _dropped(dropped: Dropped) -> list[Update]:
-    """The spans a commit dropped to keep the outbox bound, counted."""
-    if not dropped.spans:
-        return []
-    return [Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans)]
+    """The spans and log records a commit dropped to keep the outbox bound,
+    counted."""
+    updates = []
+    if dropped.spans:
+        updates.append(Update(Op.INC, "agent_exporter_spans_exported_total", ("dropped",), dropped.spans))
+    if dropped.logs:
+        updates.append(Update(Op.INC, "agent_exporter_log_records_exported_total", ("dropped",), dropped.logs))
+    return updates

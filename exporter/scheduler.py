@@ -183,6 +183,8 @@ def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
         pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
         pipeline.book.set_live("agent_exporter_backfill_remaining_seconds", (s.name,), 0.0)
     zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
+    if pipeline.config.logs.enabled:  # with logs off, the series stays absent
+        zero += [Update(Op.INC, "agent_exporter_log_records_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
     pipeline.recorder.record(zero, pipeline.store.write_series)
     pipeline.book.set_live("agent_exporter_outbox_spans", (), float(pipeline.store.outbox_spans()))
 

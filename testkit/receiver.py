@@ -1,6 +1,6 @@
-"""A real OTLP/HTTP trace endpoint for tests and benchmarks: accepts protobuf
-ExportTraceServiceRequests on /v1/traces (or over gRPC) and keeps the
-decoded spans."""
+"""A real OTLP endpoint for tests and benchmarks: accepts protobuf
+ExportTraceServiceRequests on /v1/traces and ExportLogsServiceRequests on
+/v1/logs (or both over gRPC) and keeps the decoded spans and log records."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -29,10 +33,26 @@ class ReceivedSpan:
     resource: dict[str, object]
 
 
+@dataclass(frozen=True)
+class ReceivedLog:
+    time_ns: int
+    severity_number: int
+    severity_text: str
+    body: str
+    event_name: str
+    trace_id: str  # "" when the record has none
+    span_id: str
+    flags: int
+    attributes: dict[str, object]
+    resource: dict[str, object]
+    raw: bytes  # the record's own bytes: an identical re-send has the same
+
+
 @dataclass
 class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
-    requests: int = 0  # accepted export requests
+    logs: list[ReceivedLog] = field(default_factory=list)
+    requests: int = 0  # accepted export requests (either signal)
     posts: int = 0  # every POST, refused ones included
     fail_with: int | None = None  # answer every request with this status (outage tests)
     endpoint: str = ""  # the base URL start() returned, where a fixture keeps it
@@ -50,14 +70,18 @@ class OtlpReceiver:
                     self.send_response(receiver.fail_with)
                     self.end_headers()
                     return
-                if self.path != "/v1/traces" or self.headers.get("Content-Type") != "application/x-protobuf":
+                if self.path not in ("/v1/traces", "/v1/logs") or (
+                    self.headers.get("Content-Type") != "application/x-protobuf"
+                ):
                     self.send_response(400)
                     self.end_headers()
                     return
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(body)
-                receiver._add(request)
-                out = ExportTraceServiceResponse().SerializeToString()
+                if self.path == "/v1/logs":
+                    receiver._add_logs(ExportLogsServiceRequest.FromString(body))
+                    out = ExportLogsServiceResponse().SerializeToString()
+                else:
+                    receiver._add(ExportTraceServiceRequest.FromString(body))
+                    out = ExportTraceServiceResponse().SerializeToString()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(out)))
@@ -72,10 +96,11 @@ class OtlpReceiver:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def start_grpc(self) -> str:
-        """The same receiver as an OTLP/gRPC TraceService."""
+        """The same receiver as an OTLP/gRPC TraceService and LogsService."""
         from concurrent import futures
 
         import grpc
+        from opentelemetry.proto.collector.logs.v1 import logs_service_pb2_grpc
         from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         receiver = self
@@ -85,9 +110,15 @@ class OtlpReceiver:
                 receiver._add(request)
                 return ExportTraceServiceResponse()
 
+        class LogsServicer(logs_service_pb2_grpc.LogsServiceServicer):
+            def Export(self, request: ExportLogsServiceRequest, context: object) -> ExportLogsServiceResponse:  # noqa: N802
+                receiver._add_logs(request)
+                return ExportLogsServiceResponse()
+
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-        # The generated gRPC module has no type information (grpcio-tools writes none).
+        # The generated gRPC modules have no type information (grpcio-tools writes none).
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)  # type: ignore[no-untyped-call]
+        logs_service_pb2_grpc.add_LogsServiceServicer_to_server(LogsServicer(), self._grpc)  # type: ignore[no-untyped-call]
         port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
         return f"http://127.0.0.1:{port}"
@@ -125,9 +156,36 @@ class OtlpReceiver:
                             )
                         )
 
+    def _add_logs(self, request: ExportLogsServiceRequest) -> None:
+        with self._lock:
+            self.requests += 1
+            for rl in request.resource_logs:
+                resource = {a.key: _value(a.value) for a in rl.resource.attributes}
+                for sl in rl.scope_logs:
+                    for r in sl.log_records:
+                        self.logs.append(
+                            ReceivedLog(
+                                time_ns=r.time_unix_nano,
+                                severity_number=r.severity_number,
+                                severity_text=r.severity_text,
+                                body=r.body.string_value,
+                                event_name=r.event_name,
+                                trace_id=r.trace_id.hex(),
+                                span_id=r.span_id.hex(),
+                                flags=r.flags,
+                                attributes={a.key: _value(a.value) for a in r.attributes},
+                                resource=resource,
+                                raw=r.SerializeToString(),
+                            )
+                        )
+
     def snapshot(self) -> list[ReceivedSpan]:
         with self._lock:
             return list(self.spans)
+
+    def log_snapshot(self) -> list[ReceivedLog]:
+        with self._lock:
+            return list(self.logs)
 
 
 def _value(v: object) -> object:

@@ -7,8 +7,8 @@ spec's semantics, and returns frozen dataclasses. Nothing else in the
 exporter sees YAML.
 
 - `model`: the typed configuration; `load`: loading and the top-level keys;
-  `sources`: the `sources` list; `otel`: the `traces` section and the
-  OTEL_* variables; `env`: `${VAR}` substitution; `checker` and
+  `sources`: the `sources` list; `otel`: the `traces` and `logs` sections
+  and the OTEL_* variables; `env`: `${VAR}` substitution; `checker` and
   `validators`: problem collection and the leaf validators; `options`: how
   a platform declares its own keys (each platform's options.py).
 """
@@ -18,6 +18,7 @@ from exporter.config.load import load_config
 from exporter.config.model import (
     Config,
     ConfigError,
+    LogsConfig,
     MetricsConfig,
     RunsConfig,
     SourceConfig,
@@ -29,6 +30,7 @@ from exporter.config.options import Options, OptionSpec, PlatformSpec
 __all__ = [
     "Config",
     "ConfigError",
+    "LogsConfig",
     "MetricsConfig",
     "OptionSpec",
     "Options",

@@ -9,7 +9,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from exporter.config.checker import UNRESOLVED, Checker, Substituted, Unresolved, join_path, show
-from exporter.config.otel import ENV_HEADERS, ENV_TRACES_HEADERS
+from exporter.config.otel import ENV_HEADERS, signal_env
 from exporter.redact import is_sensitive_header, secret_variants
 
 _VAR_TOKEN_RE: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -77,9 +77,10 @@ def raw_secrets(data: object, env: Mapping[str, str], secret_keys: Collection[st
                     found.update(secret_variants(value))
 
     if isinstance(data, dict):
-        traces = data.get("traces")
-        if isinstance(traces, dict):
-            headers(traces.get("headers"))
+        for signal in ("traces", "logs"):
+            section = data.get(signal)
+            if isinstance(section, dict):
+                headers(section.get("headers"))
         sources = data.get("sources")
         if isinstance(sources, list):
             for source in sources:
@@ -90,7 +91,7 @@ def raw_secrets(data: object, env: Mapping[str, str], secret_keys: Collection[st
                     if isinstance(value, str):
                         found.add(value)
                 headers(source.get("headers"))
-    for var in (ENV_HEADERS, ENV_TRACES_HEADERS):
+    for var in (ENV_HEADERS, signal_env("traces", "HEADERS"), signal_env("logs", "HEADERS")):
         for member in env.get(var, "").split(","):
             name, sep, value = member.partition("=")
             if sep and is_sensitive_header(unquote(name)):

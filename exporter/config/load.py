@@ -21,12 +21,14 @@ from exporter.config.checker import Checker, Unresolved, show
 from exporter.config.env import raw_secrets, substitute_tree
 from exporter.config.model import Config, ConfigError, MetricsConfig, RunsConfig, StateConfig, StatusConfig
 from exporter.config.options import PlatformSpec
-from exporter.config.otel import TRACES_KEYS, build_traces
+from exporter.config.otel import LOGS_KEYS, TRACES_KEYS, build_logs, build_traces
 from exporter.config.sources import build_sources
 from exporter.config.validators import v_duration, v_int, v_listen, v_str, v_trace_url
 from exporter.redact import Redactor
 
-TOP_KEYS: Final = frozenset({"listen", "state", "service_name", "traces", "metrics", "runs", "status", "sources"})
+TOP_KEYS: Final = frozenset(
+    {"listen", "state", "service_name", "traces", "logs", "metrics", "runs", "status", "sources"}
+)
 STATE_KEYS: Final = frozenset({"path"})
 METRICS_KEYS: Final = frozenset({"max_agents", "max_tools"})
 RUNS_KEYS: Final = frozenset({"max_open_age"})
@@ -151,6 +153,7 @@ def _build_config(
     state = StateConfig(path=ck.get(state_section, "path", "state", v_str(), DEFAULT_STATE_PATH))
 
     traces = build_traces(ck.section(top, "traces", "", TRACES_KEYS), env, ck)
+    logs = build_logs(ck.section(top, "logs", "", LOGS_KEYS), env, ck)
 
     metrics_section = ck.section(top, "metrics", "", METRICS_KEYS)
     metrics = MetricsConfig(
@@ -177,6 +180,7 @@ def _build_config(
         runs=runs,
         sources=sources,
         status=status,
+        logs=logs,
     )
 
 

@@ -78,6 +78,33 @@ class TracesConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogsConfig:
+    """Activity items as OTLP log records: off unless `enabled`. Endpoint,
+    url, protocol, headers and timeout resolve as TracesConfig's do, with
+    OTEL_EXPORTER_OTLP_LOGS_* in place of _TRACES_ (http/protobuf posts to
+    "<base>/v1/logs")."""
+
+    enabled: bool
+    endpoint: str | None
+    url: str | None  # None for protocol "file", or when no endpoint is set
+    protocol: str
+    headers: dict[str, str] = field(repr=False)
+    file: str
+    timeout: float  # seconds
+
+    def redacted(self) -> dict[str, object]:
+        return {
+            "enabled": self.enabled,
+            "endpoint": self.endpoint,
+            "url": self.url,
+            "protocol": self.protocol,
+            "headers": redact_headers(self.headers),
+            "file": self.file,
+            "timeout": format_duration(self.timeout),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsConfig:
     max_agents: int  # label cap; agents beyond it are counted as "other"
     max_tools: int
@@ -165,6 +192,7 @@ class Config:
     runs: RunsConfig
     sources: tuple[SourceConfig, ...]
     status: StatusConfig
+    logs: LogsConfig
 
     def secrets(self) -> frozenset[str]:
         """Every secret string the exporter holds (min. 4 characters): each
@@ -172,7 +200,7 @@ class Config:
         found: set[str] = set()
         for source in self.sources:
             found |= source.secrets()
-        for name, value in self.traces.headers.items():
+        for name, value in (*self.traces.headers.items(), *self.logs.headers.items()):
             if is_sensitive_header(name) and value:
                 found.update(s for s in secret_variants(value) if len(s) >= 4)
         return frozenset(found)
@@ -189,6 +217,7 @@ class Config:
             "service_name": self.service_name,
             "state": {"path": self.state.path},
             "traces": self.traces.redacted(),
+            "logs": self.logs.redacted(),
             "metrics": {"max_agents": self.metrics.max_agents, "max_tools": self.metrics.max_tools},
             "runs": {"max_open_age": format_duration(self.runs.max_open_age)},
             "status": {"trace_url": self.status.trace_url},

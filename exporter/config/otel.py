@@ -1,17 +1,18 @@
-"""The `traces` section, resolved with the OpenTelemetry exporter
-variables (OTEL_EXPORTER_OTLP_*) as the OpenTelemetry specification reads
-them: the config file wins, then the traces-specific variable, then the
-general one."""
+"""The `traces` and `logs` sections, resolved with the OpenTelemetry
+exporter variables (OTEL_EXPORTER_OTLP_*) as the OpenTelemetry
+specification reads them: the config file wins, then the signal-specific
+variable, then the general one. One resolver serves both signals."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import unquote
 
 from exporter.config.checker import Checker, Invalid, show
-from exporter.config.model import TracesConfig
+from exporter.config.model import LogsConfig, TracesConfig
 from exporter.config.validators import (
     ENDPOINT_EXAMPLE,
     HEADER_NAME_RE,
@@ -37,17 +38,35 @@ TRACES_KEYS: Final = frozenset(
         "outbox_max_spans",
     }
 )
+LOGS_KEYS: Final = frozenset({"enabled", "endpoint", "protocol", "headers", "file", "timeout"})
 PROTOCOLS: Final = ("http/protobuf", "grpc", "file")
 DEFAULT_TRACES_FILE: Final = "./traces.jsonl"
+DEFAULT_LOGS_FILE: Final = "./logs.jsonl"
+DEFAULT_TIMEOUT: Final = 10.0
 
 ENV_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_ENDPOINT"
-ENV_TRACES_ENDPOINT: Final = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 ENV_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_PROTOCOL"
-ENV_TRACES_PROTOCOL: Final = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 ENV_HEADERS: Final = "OTEL_EXPORTER_OTLP_HEADERS"
-ENV_TRACES_HEADERS: Final = "OTEL_EXPORTER_OTLP_TRACES_HEADERS"
 ENV_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TIMEOUT"
-ENV_TRACES_TIMEOUT: Final = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"
+
+
+def signal_env(signal: str, setting: str) -> str:
+    """The signal-specific variable: signal_env("logs", "ENDPOINT") is
+    OTEL_EXPORTER_OTLP_LOGS_ENDPOINT."""
+    return f"OTEL_EXPORTER_OTLP_{signal.upper()}_{setting}"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where and how one signal is sent, resolved from its section and the
+    environment."""
+
+    endpoint: str | None
+    url: str | None
+    protocol: str
+    headers: dict[str, str]
+    file: str
+    timeout: float
 
 
 def first_env(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
@@ -60,7 +79,7 @@ def first_env(env: Mapping[str, str], *names: str) -> tuple[str, str] | None:
     return None
 
 
-def parse_w3c_headers(text: str, var: str, ck: Checker) -> dict[str, str]:
+def parse_w3c_headers(text: str, var: str, ck: Checker, key: str = "traces.headers") -> dict[str, str]:
     """OTEL_EXPORTER_OTLP_*HEADERS: `name=value,name2=value2`, URL-encoded
     (W3C baggage format). Problems name the entry, never its value."""
     out: dict[str, str] = {}
@@ -70,55 +89,115 @@ def parse_w3c_headers(text: str, var: str, ck: Checker) -> dict[str, str]:
         raw_name, sep, raw_value = member.partition("=")
         name = unquote(raw_name).strip().lower()
         if not sep or not HEADER_NAME_RE.fullmatch(name):
-            ck.add("traces.headers", f"{var}: entry {index} is not name=value with a valid header name")
+            ck.add(key, f"{var}: entry {index} is not name=value with a valid header name")
             continue
         out[name] = unquote(raw_value).strip()
     return out
 
 
 def build_traces(section: Mapping[str, object], env: Mapping[str, str], ck: Checker) -> TracesConfig:
-    path = "traces"
+    target = resolve_target("traces", section, env, ck, DEFAULT_TRACES_FILE)
+    return TracesConfig(
+        endpoint=target.endpoint,
+        url=target.url,
+        protocol=target.protocol,
+        headers=target.headers,
+        file=target.file,
+        capture_content=ck.get(section, "capture_content", "traces", v_bool, False),
+        max_attribute_length=ck.get(section, "max_attribute_length", "traces", v_int(16), 4096),
+        timeout=target.timeout,
+        outbox_max_spans=ck.get(section, "outbox_max_spans", "traces", v_int(100), 100_000),
+        enabled=target.protocol == "file" or target.endpoint is not None,
+    )
 
+
+def build_logs(section: Mapping[str, object], env: Mapping[str, str], ck: Checker) -> LogsConfig:
+    """Off unless `enabled: true`; then an endpoint (or protocol: file) is
+    required, as nothing could be sent otherwise."""
+    enabled = ck.get(section, "enabled", "logs", v_bool, False)
+    target = resolve_target("logs", section, env, ck, DEFAULT_LOGS_FILE)
+    if enabled and target.protocol != "file" and target.endpoint is None:
+        ck.add(
+            "logs.enabled",
+            f"is true, but no endpoint is set: set logs.endpoint, {signal_env('logs', 'ENDPOINT')} or "
+            f"{ENV_ENDPOINT}, or logs.protocol: file",
+        )
+    return LogsConfig(
+        enabled=enabled,
+        endpoint=target.endpoint,
+        url=target.url,
+        protocol=target.protocol,
+        headers=target.headers,
+        file=target.file,
+        timeout=target.timeout,
+    )
+
+
+def resolve_target(
+    signal: str, section: Mapping[str, object], env: Mapping[str, str], ck: Checker, default_file: str
+) -> Target:
+    """One signal's endpoint, protocol, headers, file and timeout: the
+    section wins, then OTEL_EXPORTER_OTLP_<SIGNAL>_*, then OTEL_EXPORTER_OTLP_*.
+    http/protobuf posts to <base>/v1/<signal>."""
+    protocol = _protocol(signal, section, env, ck)
+    endpoint, use_as_is = _endpoint(signal, section, env, ck)
+    url: str | None = None
+    if endpoint is not None and protocol != "file":
+        suffix = f"/v1/{signal}"
+        if protocol == "grpc" or use_as_is or endpoint.rstrip("/").endswith(suffix):
+            url = endpoint
+        else:
+            url = endpoint.rstrip("/") + suffix
+    headers: dict[str, str] = {}
+    for var in (ENV_HEADERS, signal_env(signal, "HEADERS")):
+        if env.get(var, "").strip():
+            headers.update(parse_w3c_headers(env[var], var, ck, f"{signal}.headers"))
+    headers.update(ck.get(section, "headers", signal, v_headers(lower=True), dict[str, str]()))
+    return Target(
+        endpoint=endpoint,
+        url=url,
+        protocol=protocol,
+        headers=headers,
+        file=ck.get(section, "file", signal, v_str(), default_file),
+        timeout=_timeout(signal, section, env, ck),
+    )
+
+
+def _protocol(signal: str, section: Mapping[str, object], env: Mapping[str, str], ck: Checker) -> str:
     if section.get("protocol") is not None:
-        protocol = ck.get(section, "protocol", path, v_choice(PROTOCOLS), PROTOCOLS[0])
-    elif found := first_env(env, ENV_TRACES_PROTOCOL, ENV_PROTOCOL):
+        return ck.get(section, "protocol", signal, v_choice(PROTOCOLS), PROTOCOLS[0])
+    if found := first_env(env, signal_env(signal, "PROTOCOL"), ENV_PROTOCOL):
         var, protocol = found
-        if protocol not in PROTOCOLS:
-            ck.add("traces.protocol", f"must be one of {', '.join(PROTOCOLS)} (got {show(protocol)} from {var})")
-            protocol = PROTOCOLS[0]
-    else:
-        protocol = PROTOCOLS[0]
+        if protocol in PROTOCOLS:
+            return protocol
+        ck.add(f"{signal}.protocol", f"must be one of {', '.join(PROTOCOLS)} (got {show(protocol)} from {var})")
+    return PROTOCOLS[0]
 
-    endpoint: str | None = None
-    use_as_is = False  # the signal-specific variable is a full URL already
+
+def _endpoint(
+    signal: str, section: Mapping[str, object], env: Mapping[str, str], ck: Checker
+) -> tuple[str | None, bool]:
+    """The endpoint, and whether it is a full URL already (it came from the
+    signal-specific variable)."""
     configured = section.get("endpoint")
     # `endpoint: ${OTLP_URL:-}` is how a template says "not set here".
     if configured is not None and not (isinstance(configured, str) and not configured.strip()):
-        endpoint = ck.get(section, "endpoint", path, v_endpoint, None)
-    elif found := first_env(env, ENV_TRACES_ENDPOINT, ENV_ENDPOINT):
+        return ck.get(section, "endpoint", signal, v_endpoint, None), False
+    specific = signal_env(signal, "ENDPOINT")
+    if found := first_env(env, specific, ENV_ENDPOINT):
         var, value = found
-        use_as_is = var == ENV_TRACES_ENDPOINT
         try:
-            endpoint = check_http_url(value, "traces.endpoint", ck, note=f" from {var}", example=ENDPOINT_EXAMPLE)
+            url = check_http_url(value, f"{signal}.endpoint", ck, note=f" from {var}", example=ENDPOINT_EXAMPLE)
         except Invalid:
-            endpoint = None
+            return None, False
+        return url, var == specific
+    return None, False
 
-    url: str | None = None
-    if endpoint is not None and protocol != "file":
-        if protocol == "grpc" or use_as_is or endpoint.rstrip("/").endswith("/v1/traces"):
-            url = endpoint
-        else:
-            url = endpoint.rstrip("/") + "/v1/traces"
 
-    headers: dict[str, str] = {}
-    for var in (ENV_HEADERS, ENV_TRACES_HEADERS):
-        if env.get(var, "").strip():
-            headers.update(parse_w3c_headers(env[var], var, ck))
-    headers.update(ck.get(section, "headers", path, v_headers(lower=True), dict[str, str]()))
-
+def _timeout(signal: str, section: Mapping[str, object], env: Mapping[str, str], ck: Checker) -> float:
     if "timeout" in section:
-        timeout = ck.get(section, "timeout", path, v_duration(), 10.0)
-    elif found := first_env(env, ENV_TRACES_TIMEOUT, ENV_TIMEOUT):
+        return ck.get(section, "timeout", signal, v_duration(), DEFAULT_TIMEOUT)
+    if found := first_env(env, signal_env(signal, "TIMEOUT"), ENV_TIMEOUT):
         # The OTEL spec says milliseconds (the Python SDK reads seconds;
         # opentelemetry-python#4044), so we resolve it here and pass seconds.
         var, value = found
@@ -127,20 +206,7 @@ def build_traces(section: Mapping[str, object], env: Mapping[str, str], ck: Chec
             if not math.isfinite(timeout) or timeout <= 0:
                 raise ValueError(value)
         except ValueError:
-            ck.add("traces.timeout", f"must be a positive number of milliseconds (got {show(value)} from {var})")
-            timeout = 10.0
-    else:
-        timeout = 10.0
-
-    return TracesConfig(
-        endpoint=endpoint,
-        url=url,
-        protocol=protocol,
-        headers=headers,
-        file=ck.get(section, "file", path, v_str(), DEFAULT_TRACES_FILE),
-        capture_content=ck.get(section, "capture_content", path, v_bool, False),
-        max_attribute_length=ck.get(section, "max_attribute_length", path, v_int(16), 4096),
-        timeout=timeout,
-        outbox_max_spans=ck.get(section, "outbox_max_spans", path, v_int(100), 100_000),
-        enabled=protocol == "file" or endpoint is not None,
-    )
+            ck.add(f"{signal}.timeout", f"must be a positive number of milliseconds (got {show(value)} from {var})")
+            return DEFAULT_TIMEOUT
+        return timeout
+    return DEFAULT_TIMEOUT

@@ -141,7 +141,19 @@ METRICS: tuple[MetricSpec, ...] = (
         ("source", "reason"),
     ),
     MetricSpec("agent_exporter_spans_exported_total", Kind.COUNTER, "Spans by delivery outcome.", ("outcome",)),
-    MetricSpec("agent_exporter_outbox_spans", Kind.GAUGE, "Spans waiting in the outbox.", (), persisted=False),
+    MetricSpec(
+        "agent_exporter_log_records_exported_total",
+        Kind.COUNTER,
+        "Log records (activity items, logs.enabled) by delivery outcome.",
+        ("outcome",),
+    ),
+    MetricSpec(
+        "agent_exporter_outbox_spans",
+        Kind.GAUGE,
+        "Spans (and log records) waiting in the outbox.",
+        (),
+        persisted=False,
+    ),
     MetricSpec(
         "agent_exporter_build_info", Kind.GAUGE, "Always 1; the version as a label.", ("version",), persisted=False
     ),

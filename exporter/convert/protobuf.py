@@ -1,4 +1,5 @@
-"""Protobuf wire format for the OTLP trace messages the exporter writes.
+"""Protobuf wire format for the OTLP trace and log messages the exporter
+writes.
 
 Spans are written straight to bytes instead of building `opentelemetry-proto`
 message objects first: the outbox keeps each run's spans as the bytes of a
@@ -9,8 +10,8 @@ number order and defaults are left out, as the C implementation does, so the
 bytes equal what the SDK's encoder writes for the same span
 (tests/unit/test_otlp_encoding.py holds the two side by side).
 
-Field numbers: opentelemetry/proto/trace/v1/trace.proto and
-common/v1/common.proto.
+Field numbers: opentelemetry/proto/trace/v1/trace.proto,
+logs/v1/logs.proto and common/v1/common.proto.
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ _T_SPAN_ATTR, _T_SPAN_EVENT, _T_STATUS, _T_FLAGS = tag(9, 2), tag(11, 2), tag(15
 _T_EVENT_TIME = tag(1, 1)
 _T_BOOL, _T_INT, _T_DOUBLE = tag(2, 0), tag(3, 0), tag(4, 1)
 _T_STATUS_CODE = tag(3, 0)
+# LogRecord: time 1 (as an event's), severity_number 2, severity_text 3, body 5,
+# attributes 6, flags 8, trace_id 9, span_id 10, event_name 12.
+_T_SEVERITY, _T_LOG_ATTR, _T_LOG_FLAGS = tag(2, 0), tag(6, 2), tag(8, 5)
+_T_LOG_TRACE, _T_LOG_SPAN, _T_EVENT_NAME = tag(9, 2), tag(10, 2), tag(12, 2)
 
 
 def _ld(t: bytes, data: bytes) -> bytes:
@@ -159,6 +164,39 @@ class SpanWriter:
             parts += (_T_FLAGS, _PACK_I(flags))
         return b"".join(parts)
 
+    def log_record(
+        self,
+        *,
+        time_ns: int,
+        severity_number: int,
+        severity_text: str,
+        body: str,
+        attributes: Iterable[tuple[str, str | bool | int | float | list[str]]],
+        flags: int,
+        trace_id: bytes,
+        span_id: bytes,
+        event_name: str,
+    ) -> bytes:
+        """One `LogRecord` message body (logs/v1/logs.proto), fields in number
+        order, defaults left out."""
+        parts = [_T_EVENT_TIME, _PACK_Q(time_ns)] if time_ns else []
+        if severity_number:
+            parts += (_T_SEVERITY, varint(severity_number))
+        if severity_text:
+            parts.append(_ld(_T3, severity_text.encode()))
+        if body:
+            parts.append(_ld(_T5, _ld(_T1, body.encode())))
+        parts.append(self.attributes(_T_LOG_ATTR, attributes))
+        if flags:
+            parts += (_T_LOG_FLAGS, _PACK_I(flags))
+        if trace_id:
+            parts.append(_ld(_T_LOG_TRACE, trace_id))
+        if span_id:
+            parts.append(_ld(_T_LOG_SPAN, span_id))
+        if event_name:
+            parts.append(_ld(_T_EVENT_NAME, event_name.encode()))
+        return b"".join(parts)
+
 
 def any_value(value: str | bool | int | float | list[str]) -> bytes:
     """An AnyValue body. A oneof member is written even when it holds its
@@ -175,5 +213,6 @@ def any_value(value: str | bool | int | float | list[str]) -> bytes:
 
 
 def scope_spans_entry(span_body: bytes) -> bytes:
-    """A span as the `spans` field (2) of a ScopeSpans."""
+    """A span as the `spans` field (2) of a ScopeSpans; as well a log record
+    as the `log_records` field (2) of a ScopeLogs."""
     return _ld(_T2, span_body)

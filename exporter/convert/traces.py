@@ -266,15 +266,26 @@ class _Builder(Generic[S]):
         raise NotImplementedError
 
     def clean(self, pairs: Pairs | tuple[tuple[str, AttrValue], ...]) -> dict[str, Value]:
-        out: dict[str, Value] = {key: value for key, value in pairs if value is not None}
-        m = self.max_len
-        for key in [k for k, v in out.items() if v.__class__ is list or (v.__class__ is str and len(v) > m)]:
-            value = out[key]
-            out[key] = [self.truncate(str(v)) for v in value] if isinstance(value, list) else self.truncate(str(value))
-        return out
+        return clean_attributes(pairs, self.max_len)
 
     def truncate(self, text: str) -> str:
-        return text if len(text) <= self.max_len else text[: self.max_len]
+        return truncate(text, self.max_len)
+
+
+def clean_attributes(pairs: Pairs | tuple[tuple[str, AttrValue], ...], max_len: int) -> dict[str, Value]:
+    """None left out, strings truncated to `max_len`, a repeated key keeps
+    its first place and its last value."""
+    out: dict[str, Value] = {key: value for key, value in pairs if value is not None}
+    for key in [k for k, v in out.items() if v.__class__ is list or (v.__class__ is str and len(v) > max_len)]:
+        value = out[key]
+        out[key] = (
+            [truncate(str(v), max_len) for v in value] if isinstance(value, list) else truncate(str(value), max_len)
+        )
+    return out
+
+
+def truncate(text: str, max_len: int) -> str:
+    return text if len(text) <= max_len else text[:max_len]
 
 
 class _JsonBuilder(_Builder[SpanJSON]):
@@ -299,19 +310,19 @@ class _JsonBuilder(_Builder[SpanJSON]):
             "kind": SPAN_KIND_INTERNAL,
             "startTimeUnixNano": str(start_ns),
             "endTimeUnixNano": str(end_ns),
-            "attributes": _json_attributes(attributes),
+            "attributes": json_attributes(attributes),
         }
         if parent:
             span["parentSpanId"] = parent
         if events:
             span["events"] = [
-                {"timeUnixNano": str(t), "name": n, "attributes": _json_attributes(a)} for t, n, a in events
+                {"timeUnixNano": str(t), "name": n, "attributes": json_attributes(a)} for t, n, a in events
             ]
         span["status"] = {"code": code, **({"message": message} if message else {})}
         return span
 
 
-def _json_attributes(attributes: dict[str, Value]) -> list[dict[str, object]]:
+def json_attributes(attributes: dict[str, Value]) -> list[dict[str, object]]:
     return [{"key": key, "value": _json_value(value)} for key, value in attributes.items()]
 
 

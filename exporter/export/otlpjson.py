@@ -1,5 +1,5 @@
 """The OTLP/JSON form of outbox rows, and its conversions to and from the
-protobuf form.
+protobuf form (span rows and log-record rows alike).
 
 Rows written for `protocol: file` are OTLP/JSON lists of span objects; rows
 written for the OTLP senders are protobuf `Span` messages (the bytes of a
@@ -15,13 +15,16 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
+from opentelemetry.proto.logs.v1.logs_pb2 import ScopeLogs
 from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as PbSpan
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import AttributeValue
 
+from exporter.convert import logrecords
 from exporter.convert.protobuf import SpanWriter, scope_spans_entry
-from exporter.convert.traces import SPAN_FLAGS, SPAN_KIND_INTERNAL
+from exporter.convert.traces import SPAN_FLAGS, SPAN_KIND_INTERNAL, Value
 
 STATUS_CODES = {0: StatusCode.UNSET, 1: StatusCode.OK, 2: StatusCode.ERROR}
 
@@ -151,3 +154,37 @@ def _value(v: dict[str, Any]) -> AttributeValue:
         return float(v["doubleValue"])
     values = v.get("arrayValue", {}).get("values", [])
     return tuple(str(x.get("stringValue", "")) for x in values)
+
+
+def encode_protobuf_logs(records: Sequence[dict[str, object]], writer: SpanWriter | None = None) -> bytes:
+    """OTLP/JSON log records (a row written for `protocol: file`) as a
+    protobuf row, written as rows made from activity items are."""
+    return logrecords.to_protobuf((logrecords.from_json(r, _log_values) for r in records), writer or SpanWriter())
+
+
+def json_logs(payloads: Sequence[bytes]) -> list[dict[str, object]]:
+    """Log-record rows of either form -> OTLP/JSON log record objects."""
+    out: list[dict[str, object]] = []
+    for payload in payloads:
+        if is_json(payload):
+            out.extend(json.loads(payload))
+        else:
+            out.extend(logrecords.to_json(_log_record(r)) for r in ScopeLogs.FromString(payload).log_records)
+    return out
+
+
+def _log_record(pb: PbLogRecord) -> logrecords.LogRecord:
+    return logrecords.LogRecord(
+        time_ns=pb.time_unix_nano,
+        severity_number=pb.severity_number,
+        severity_text=pb.severity_text,
+        body=pb.body.string_value,
+        attributes=_log_values([{"key": a.key, "value": _json_value(a.value)} for a in pb.attributes]),
+        trace_id=pb.trace_id.hex(),
+        span_id=pb.span_id.hex(),
+        event_name=pb.event_name,
+    )
+
+
+def _log_values(items: object) -> dict[str, Value]:
+    return {k: [str(x) for x in v] if isinstance(v, tuple) else cast(Value, v) for k, v in attributes(items).items()}

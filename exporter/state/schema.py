@@ -3,7 +3,7 @@ file in place."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoints(source TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -22,11 +22,15 @@ CREATE TABLE IF NOT EXISTS series(
     name TEXT NOT NULL, labels TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(name, labels)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox(
     id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,
-    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT);
+    payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT,
+    signal TEXT NOT NULL DEFAULT 'traces');
 """
 # Each step takes a state file from version N to N+1, in one transaction.
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: outbox rows name their run, so a row dropped or refused is logged with the run's id
     # (open_items, new in 2, is made by SCHEMA).
     1: "ALTER TABLE outbox ADD COLUMN run TEXT",
+    # 2 -> 3: the outbox holds log records beside spans; a row says which
+    # (`spans` counts the items of either), and the rows already there are spans.
+    2: "ALTER TABLE outbox ADD COLUMN signal TEXT NOT NULL DEFAULT 'traces'",
 }

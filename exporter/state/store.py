@@ -1,5 +1,5 @@
 """The SQLite store: checkpoints, open runs, dedup keys, metric series and the
-span outbox. All SQL lives here (the schema in schema.py). A poll's batch is
+outbox (spans, and log records when logs are on). All SQL lives here (the schema in schema.py). A poll's batch is
 written in one transaction, so a crash leaves either all of it or none of it.
 """
 
@@ -17,6 +17,7 @@ from exporter.model import Batch, OpenRun
 from exporter.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
+TRACES, LOGS = "traces", "logs"  # the signal of an outbox row
 LOOKUP_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
 
 
@@ -35,16 +36,18 @@ class OutboxRow:
     spans: int
     payload: bytes
     attempts: int
-    run: str | None  # the run whose spans the row holds (None: written before schema 2)
+    run: str | None  # the run whose spans the row holds (None: written before schema 2, or log records)
+    signal: str = TRACES  # TRACES: `spans` counts spans; LOGS: log records
 
 
 @dataclass(frozen=True, slots=True)
 class Dropped:
     """What a commit dropped from a full outbox: span count and the runs
-    (source, run id) whose traces went with them."""
+    (source, run id) whose traces went with them; log records apart."""
 
     spans: int = 0
     runs: tuple[tuple[str, str | None], ...] = ()
+    logs: int = 0
 
 
 class StateStore:
@@ -214,11 +217,13 @@ class StateStore:
         outbox: Iterable[tuple[str, int, bytes]],
         series: Mapping[SeriesKey, object],
         outbox_bound: int | None,
+        logs: tuple[int, bytes] | None = None,
     ) -> Dropped:
         """Write one batch: open-run changes, dedup keys, checkpoint, spans
-        (rows of (run id, span count, payload)) and absolute metric values,
-        all or nothing. Returns what was dropped from the outbox to keep it
-        within `outbox_bound` (None: drop nothing)."""
+        (rows of (run id, span count, payload)), its log records (one row of
+        (record count, payload)) and absolute metric values, all or nothing.
+        Returns what was dropped from the outbox to keep it within
+        `outbox_bound` (None: drop nothing)."""
         with self._lock, self._transaction() as db:
             if batch.open_deletes:
                 deletes = [(source, r) for r in batch.open_deletes]
@@ -242,12 +247,14 @@ class StateStore:
                 db.execute("DELETE FROM seen WHERE source=? AND at<?", (source, batch.seen_prune_before))
             if batch.checkpoint is not None:
                 db.execute("INSERT OR REPLACE INTO checkpoints VALUES(?,?)", (source, json.dumps(batch.checkpoint)))
-            rows = list(outbox)
+            rows: list[tuple[str | None, int, bytes]] = list(outbox)
+            if logs is not None:
+                rows.append((None, *logs))
             total = self._outbox_sum(db) + sum(n for _, n, _ in rows)
             self._outbox_total = None  # until this transaction has committed
             db.executemany(
-                "INSERT INTO outbox(source, spans, payload, run) VALUES(?,?,?,?)",
-                ((source, n, p, run) for run, n, p in rows),
+                "INSERT INTO outbox(source, spans, payload, run, signal) VALUES(?,?,?,?,?)",
+                ((source, n, p, run, TRACES if run is not None else LOGS) for run, n, p in rows),
             )
             self._write_series(db, series)
             # Only a commit that adds spans makes room for them: one that adds
@@ -272,15 +279,21 @@ class StateStore:
 
     # -- outbox ------------------------------------------------------------
 
-    def outbox_take(self, max_spans: int) -> list[OutboxRow]:
-        """The oldest rows, up to max_spans spans (at least one row)."""
+    def outbox_take(self, max_spans: int, signals: tuple[str, ...] = (TRACES, LOGS)) -> list[OutboxRow]:
+        """The oldest rows of these signals, up to max_spans items (at least
+        one row)."""
         taken: list[OutboxRow] = []
         total = 0
+        marks = ",".join("?" * len(signals))
         with self._lock:
             # Stepped row by row: rows hold several spans, so reading LIMIT
             # max_spans rows at once would load payloads that stay behind.
+            where = f"WHERE signal IN ({marks})"
             cursor = self._db.execute(
-                "SELECT id, source, spans, payload, attempts, run FROM outbox ORDER BY id LIMIT ?", (max_spans,)
+                "SELECT id, source, spans, payload, attempts, run, signal FROM outbox "  # noqa: S608 (placeholders)
+                + where
+                + " ORDER BY id LIMIT ?",
+                (*signals, max_spans),
             )
             try:
                 for row in cursor:
@@ -324,14 +337,17 @@ class StateStore:
 
     @staticmethod
     def _trim_outbox(db: sqlite3.Connection, total: int, bound: int) -> tuple[int, Dropped]:
-        spans, runs = 0, []
+        spans, runs, logs = 0, [], 0
         while total > bound:
-            row = db.execute("SELECT id, spans, source, run FROM outbox ORDER BY id LIMIT 1").fetchone()
+            row = db.execute("SELECT id, spans, source, run, signal FROM outbox ORDER BY id LIMIT 1").fetchone()
             db.execute("DELETE FROM outbox WHERE id=?", (row[0],))
             total -= row[1]
-            spans += row[1]
-            runs.append((row[2], row[3]))
-        return total, Dropped(spans, tuple(runs))
+            if row[4] == LOGS:
+                logs += row[1]
+            else:
+                spans += row[1]
+                runs.append((row[2], row[3]))
+        return total, Dropped(spans, tuple(runs), logs)
 
     # -- plumbing ------------------------------------------------------------
 

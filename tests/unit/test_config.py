@@ -570,6 +570,9 @@ def test_redacted_output_is_a_loadable_config_shape(tmp_path: Path) -> None:
     traces = data["traces"]
     assert isinstance(traces, dict)
     del traces["url"], traces["enabled"]  # resolved facts, not keys
+    logs = data["logs"]
+    assert isinstance(logs, dict)
+    del logs["url"]  # a resolved fact (`enabled` is a key of logs)
     path = tmp_path / "again.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     again = load_config(path, env={})

@@ -180,3 +180,38 @@ def test_absorbed_batches_commit_like_the_same_batches_in_order(tmp_path: Path) 
     assert _dump(grouped_store) == _dump(one_by_one)
     assert _dump(one_by_one)["seen"] == [("feed", "ev:2", 6.0), ("feed", "run:r2", 7.0)]
     assert merged.records == {"run": 3} and merged.checkpoint == {"c": 2}
+
+
+def test_a_schema_2_outbox_becomes_spans_of_schema_3(tmp_path: Path) -> None:
+    """A state file of the exporter before logs: its outbox rows are spans
+    and stay deliverable; log rows then go in beside them."""
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES('schema', '2');"
+        "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, spans INTEGER NOT NULL,"
+        " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT);"
+        "INSERT INTO outbox(source, spans, payload, run) VALUES('feed', 3, x'01', 'r1');"
+    )
+    db.close()
+    store = StateStore(path)
+    assert [(r.run, r.signal, r.spans) for r in store.outbox_take(100)] == [("r1", "traces", 3)]
+    store.commit("feed", batch(), [("r2", 2, b"spans")], {}, 100, logs=(4, b"records"))
+    rows = store.outbox_take(100)
+    assert [(r.run, r.signal, r.spans, r.payload) for r in rows[1:]] == [
+        ("r2", "traces", 2, b"spans"),
+        (None, "logs", 4, b"records"),
+    ]
+    assert [r.payload for r in store.outbox_take(100, ("logs",))] == [b"records"]
+    assert store.outbox_spans() == 9  # log records count toward the outbox like spans
+    store.close()
+    version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
+    assert version == "3"
+
+
+def test_the_outbox_bound_drops_log_records_apart_from_spans(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.commit("feed", batch(), [("r1", 4, b"old")], {}, 100, logs=(3, b"old-logs"))
+    dropped = store.commit("feed", batch(), [("r2", 4, b"new")], {}, 5)
+    assert dropped == Dropped(spans=4, runs=(("feed", "r1"),), logs=3)
+    assert [r.payload for r in store.outbox_take(100)] == [b"new"]

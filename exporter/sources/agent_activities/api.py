@@ -170,6 +170,7 @@ class Entry:
     event: str
     at: datetime
     tool: str | None
+    detail: str | None = None  # the entry's human text; not required, never a reason to reject it
 
 
 def parse_steps(source: str, run_id: str, value: object, rejects: list[Rejected], batch: Batch | None) -> list[StepRec]:
@@ -213,7 +214,16 @@ def parse_timeline(
             count(batch, "timeline_entry")
         try:
             f = Fields(source, item, f"{run_id}:timeline:{i}")
-            entries.append(Entry(index=i, event=f.str("event"), at=f.time("at"), tool=f.opt_str("tool")))
+            detail = item.get("detail") if isinstance(item, dict) else None
+            entries.append(
+                Entry(
+                    index=i,
+                    event=f.str("event"),
+                    at=f.time("at"),
+                    tool=f.opt_str("tool"),
+                    detail=detail if isinstance(detail, str) else None,
+                )
+            )
         except BadRecordError as err:
             rejects.append(rejected(err))
     entries.sort(key=lambda e: e.at)  # stable: equal times keep the platform's order

@@ -156,6 +156,8 @@ def _result_records(
                 severity=Severity.ERROR if entry.event == FAILED_EVENT else Severity.INFO,
                 status=event_status(entry.event),
                 attributes=(("agent_activity.timeline.index", entry.index),),
+                run_id=run_id,
+                message=entry.detail,
             )
         )
     rest = tuple(_step(rec) for rec in steps if rec.key not in matched)

@@ -265,7 +265,7 @@ class BctrlSource(PlatformSource):
         agent = open_run.agent
         for items, next_cursor in chain.pages:
             batch = Batch()
-            changed = self._ingest(batch, data, items)
+            changed = self._ingest(batch, run_id, data, items)
             agent = agent_of(agent, data)
             if next_cursor is not None and next_cursor != data.get("cursor"):
                 data["cursor"] = next_cursor
@@ -291,7 +291,7 @@ class BctrlSource(PlatformSource):
         if chain.end.get():  # the error that ended the fetch raised here; True: 404
             yield self._drop_gone(ctx, open_run)
 
-    def _ingest(self, batch: Batch, data: dict[str, object], raw: list[object]) -> bool:
+    def _ingest(self, batch: Batch, run_id: str, data: dict[str, object], raw: list[object]) -> bool:
         """Add the page's items not held yet to `data` (updated in place) and
         count each once in batch.events. Returns whether anything changed."""
         items = list(held_items(data))
@@ -314,7 +314,7 @@ class BctrlSource(PlatformSource):
                 continue
             known.add(cast(str, item[I_ID]))
             items.append(item)
-            batch.events.append(item_event(item))
+            batch.events.append(item_event(item, run_id))
             data.setdefault("runtime", runtime_id)
             if data.get("kind") in (None, "unknown"):
                 data["kind"] = runtime_kind

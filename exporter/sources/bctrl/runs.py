@@ -65,9 +65,10 @@ def held_items(data: dict[str, object]) -> list[Item]:
     return cast(list[Item], data.get("items") or [])
 
 
-def item_event(item: Item) -> ActivityEvent:
+def item_event(item: Item, run_id: str | None = None) -> ActivityEvent:
     """The item as an ActivityEvent: one count in agent_activity_events_total
-    (category, severity, status) and a span event (type as its name)."""
+    (category, severity, status), a span event (type as its name) and a log
+    record of run `run_id`."""
     attrs: list[tuple[str, AttrValue]] = [
         ("agent_activity.event.id", cast(str, item[I_ID])),
         ("agent_activity.event.title", cast(str, item[I_TITLE])),
@@ -93,6 +94,8 @@ def item_event(item: Item) -> ActivityEvent:
         severity=parse_enum(Severity, item[I_SEVERITY], Severity.UNKNOWN),
         status=cast(str, item[I_STATUS]),
         attributes=tuple(attrs),
+        run_id=run_id,
+        message=cast(str | None, item[I_MESSAGE]) or cast(str, item[I_TITLE]),
     )
 
 

@@ -88,6 +88,27 @@ OPTIONAL_FIELDS: Final = (
 )  # in E_SEV .. E_RUN order
 
 
+# An event's fields as attributes: of its span event, and (all of them) of its log record.
+SPAN_EVENT_FIELDS: Final = (
+    ("agent_activity.event.id", E_ID),
+    ("agent_activity.event.severity", E_SEV),
+    ("agent_activity.event.status", E_STATUS),
+    ("agent_activity.event.resource_type", E_RTYPE),
+    ("agent_activity.event.resource_id", E_RID),
+    ("agent_activity.event.title", E_TITLE),
+)
+EVENT_FIELDS: Final = (
+    *SPAN_EVENT_FIELDS,
+    ("agent_activity.event.tool_slug", E_TOOL),
+    ("agent_activity.event.summary", E_SUMMARY),
+    ("agent_activity.event.thread_id", E_THREAD),
+)
+
+
+def event_attributes(ev: list[object], fields: tuple[tuple[str, int], ...]) -> tuple[tuple[str, str], ...]:
+    return tuple([(name, cast(str, ev[i])) for name, i in fields if ev[i] is not None])
+
+
 class Page(NamedTuple):
     events: object  # the page's items, parsed one by one (parse_each)
     next_cursor: str | None  # None: the window is read to its end
@@ -121,6 +142,9 @@ def counted_event(ev: list[object], at: datetime) -> ActivityEvent:
         category=rtype if rtype in RESOURCE_TYPES else "unknown",
         severity=parse_enum(Severity, ev[E_SEV], Severity.UNKNOWN),
         status=status if status in EVENT_STATUSES else "unknown",
+        attributes=event_attributes(ev, EVENT_FIELDS),
+        run_id=cast(str | None, ev[E_RUN]),
+        message=cast(str | None, ev[E_SUMMARY] or ev[E_TITLE]),
     )
 
 

@@ -11,16 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, cast
+from typing import cast
 
 from exporter.model import ActivityEvent, Run, RunStatus, ToolCall, ToolStatus, parse_time
 from exporter.sources.runtools.api import (
     E_AT,
     E_ID,
     E_RID,
-    E_RTYPE,
-    E_SEV,
-    E_STATUS,
     E_SUMMARY,
     E_THREAD,
     E_TITLE,
@@ -28,18 +25,11 @@ from exporter.sources.runtools.api import (
     E_TYPE,
     PLATFORM,
     RUN_STARTED,
+    SPAN_EVENT_FIELDS,
     TOOL_OUTCOMES,
     TOOL_PREFIX,
+    event_attributes,
     outcome,
-)
-
-SPAN_EVENT_ATTRIBUTES: Final = (
-    ("agent_activity.event.id", E_ID),
-    ("agent_activity.event.severity", E_SEV),
-    ("agent_activity.event.status", E_STATUS),
-    ("agent_activity.event.resource_type", E_RTYPE),
-    ("agent_activity.event.resource_id", E_RID),
-    ("agent_activity.event.title", E_TITLE),
 )
 
 
@@ -106,8 +96,9 @@ def build_run(
 
 
 def _span_event(ev: list[object], at: datetime) -> ActivityEvent:
-    attrs = tuple([(name, cast(str, ev[i])) for name, i in SPAN_EVENT_ATTRIBUTES if ev[i] is not None])
-    return ActivityEvent(id=cast(str, ev[E_ID]), name=cast(str, ev[E_TYPE]), time=at, attributes=attrs)
+    return ActivityEvent(
+        id=cast(str, ev[E_ID]), name=cast(str, ev[E_TYPE]), time=at, attributes=event_attributes(ev, SPAN_EVENT_FIELDS)
+    )
 
 
 def _add_tool_event(tools: dict[str, _Call], ev: list[object], etype: str, at: datetime) -> None:
