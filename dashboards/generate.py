@@ -504,10 +504,15 @@ def exporter_health() -> Json:
     lay.add(timeseries("Spans per minute by outcome", [
         target("sum by (outcome) (rate(agent_exporter_spans_exported_total{instance=~\"$instance\"}[$__rate_interval])) * 60",
                "{{outcome}}")],
-        colors={"success": "green", "failure": "orange", "rejected": "red", "dropped": "dark-red"}), 12, 8)
+        colors={"success": "green", "failure": "orange", "rejected": "red", "dropped": "dark-red"}), 8, 8)
+    lay.add(timeseries("Log records per minute by outcome", [
+        target("sum by (outcome) (rate(agent_exporter_log_records_exported_total{instance=~\"$instance\"}"
+               "[$__rate_interval])) * 60", "{{outcome}}")],
+        colors={"success": "green", "failure": "orange", "rejected": "red", "dropped": "dark-red"},
+        desc="Activity items sent as OTLP log records (only with logs.enabled: true)."), 8, 8)
     lay.add(timeseries("Outbox", [
         target("sum by (instance) (agent_exporter_outbox_spans{instance=~\"$instance\"})", "{{instance}}")],
-        decimals=0, desc="Spans waiting for the trace backend."), 12, 8)
+        decimals=0, desc="Spans (and log records) waiting for their backend."), 8, 8)
     variables = [
         datasource_var(),
         query_var("instance", "Exporter", "label_values(agent_exporter_build_info, instance)"),

@@ -210,6 +210,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             port=port,
             runs={"max_open_age": "4s"},
             traces={"endpoint": endpoint, "protocol": "http/protobuf"},
+            logs={"enabled": True, "endpoint": endpoint, "protocol": "http/protobuf"},  # its panel has data too
         )
         exporter = ExporterProcess(config, port, tmp / "exporter.log")
         cleanup.callback(exporter.stop)
