@@ -176,9 +176,11 @@ class Exporter:
                 "outbox_spans": self.store.outbox_spans(),
                 "outbox_max_spans": self.config.traces.outbox_max_spans,
                 "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
-                "spans_exported": {
-                    o: _count(self.book.value("agent_exporter_spans_exported_total", (o,))) for o in SPAN_OUTCOMES
-                },
+                "spans_exported": self._outcomes("agent_exporter_spans_exported_total"),
+                "logs": self.config.logs.protocol if self.config.logs.enabled else "off",
+                "log_records_exported": (
+                    self._outcomes("agent_exporter_log_records_exported_total") if self.config.logs.enabled else {}
+                ),
                 "recent_runs": [
                     {**run.to_json(), "trace_url": self.config.status.trace_url.replace("{trace_id}", run.trace_id)}
                     for run in self.pipeline.recent.latest()
@@ -187,6 +189,9 @@ class Exporter:
         )
         assert isinstance(status, dict)
         return status
+
+    def _outcomes(self, counter: str) -> dict[str, int]:
+        return {o: _count(self.book.value(counter, (o,))) for o in SPAN_OUTCOMES}
 
 
 def _count(value: object) -> int:

@@ -19,11 +19,11 @@ from exporter.progress import human_duration
 
 REFRESH_SECONDS = 10
 NONE = "&ndash;"  # shown for a value not known (yet)
-OUTCOMES = {  # agent_exporter_spans_exported_total{outcome}, as the page names them
-    "success": "Spans delivered",
-    "failure": "Failed attempts (retried)",
-    "rejected": "Spans rejected by the backend",
-    "dropped": "Spans dropped (outbox full)",
+OUTCOMES = {  # agent_exporter_{spans,log_records}_exported_total{outcome}, as the page names them
+    "success": "{} delivered",
+    "failure": "{}: failed sends (retried)",
+    "rejected": "{} rejected by the backend",
+    "dropped": "{} dropped (outbox full)",
 }
 
 CSS = """
@@ -93,7 +93,7 @@ def render_status_page(status: Mapping[str, object], refresh: int = REFRESH_SECO
             "</header><main>",
             f'<h2>Sources <span class="count">({len(sources)})</span></h2>',
             _sources(sources, generated),
-            "<h2>Trace delivery</h2>",
+            "<h2>Delivery</h2>",
             _delivery(status),
             f'<h2>Recent runs <span class="count">(last {len(runs)} finished)</span></h2>',
             _runs(runs, generated),
@@ -170,16 +170,24 @@ def _checkpoint(cp: object) -> str:
 
 
 def _delivery(status: Mapping[str, object]) -> str:
-    exported = _map(status.get("spans_exported"))
+    """Traces (and log records, when they are on): the outbox they share,
+    then what became of them."""
     outbox, bound = _num(status.get("outbox_spans")) or 0.0, _num(status.get("outbox_max_spans"))
     fill = "" if not bound else f'<div class="sub">of {bound:,.0f} at most ({outbox / bound * 100:.1f}% full)</div>'
+    logs = _text(status.get("logs")) or "off"
     cards = [
         ("Traces", escape(_text(status.get("traces"))), ""),
-        ("Spans in the outbox", f"{outbox:,.0f}", fill),
-        *((escape(OUTCOMES.get(k, f"Spans {k}")), f"{_num(v) or 0:,.0f}", "") for k, v in exported.items()),
+        *([("Logs", escape(logs), "")] if logs != "off" else []),
+        ("Waiting in the outbox", f"{outbox:,.0f}", fill),
+        *_outcome_cards("Spans", _map(status.get("spans_exported"))),
+        *_outcome_cards("Log records", _map(status.get("log_records_exported"))),
     ]
     body = "".join(f'<div class="card"><div class="v">{v}</div><div class="k">{k}</div>{x}</div>' for k, v, x in cards)
     return f'<div class="cards" id="delivery">{body}</div>'
+
+
+def _outcome_cards(what: str, exported: Mapping[str, object]) -> list[tuple[str, str, str]]:
+    return [(escape(OUTCOMES.get(k, "{} " + k).format(what)), f"{_num(v) or 0:,.0f}", "") for k, v in exported.items()]
 
 
 def _runs(runs: list[object], now: datetime | None) -> str:

@@ -80,6 +80,18 @@ def test_the_page_shows_a_source_and_its_numbers() -> None:
     assert "caught up" in page and "12s" in page  # no backfill; the data lag
 
 
+def test_delivery_shows_log_records_only_when_logs_are_on() -> None:
+    off = render_status_page(status())
+    assert ">5<" in off and "Spans delivered" in off
+    assert "Log records" not in off and ">Logs<" not in off
+    on = status()
+    on.update(logs="grpc", log_records_exported={"success": 42, "failure": 3, "rejected": 0, "dropped": 0})
+    page = render_status_page(on)
+    assert re.search(r'class="v">grpc</div><div class="k">Logs<', page)
+    assert re.search(r'class="v">42</div><div class="k">Log records delivered<', page)
+    assert re.search(r'class="v">3</div><div class="k">Log records: failed sends \(retried\)<', page)
+
+
 def test_a_backfill_shows_a_progress_bar_with_the_time_left() -> None:
     backfill = {
         "read_seconds": 86400.0 * 3,
