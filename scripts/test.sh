@@ -7,4 +7,5 @@ bash scripts/setup.sh
 bash scripts/check                   # ruff, ruff format --check, mypy --strict (pyproject.toml)
 bash scripts/install-prometheus.sh   # Debian `prometheus` + promtool: tests/integration/test_prometheus.py
 bash scripts/install-phoenix.sh      # Arize Phoenix in .venv-phoenix: tests/integration/test_phoenix.py
+bash scripts/install-postgresql.sh   # Debian `postgresql`: a throwaway cluster per test run (testkit/postgres.py)
 exec .venv/bin/python -m pytest "$@"
