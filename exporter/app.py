@@ -15,16 +15,17 @@ from datetime import datetime, timezone
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
-from exporter.config import Config
+from exporter.config import Config, StateConfig
 from exporter.export.otlp import make_sender
 from exporter.export.outbox import OutboxDrain
 from exporter.export.prometheus import ActivityCollector, MetricsBook
 from exporter.pipeline import Pipeline, Recorder
-from exporter.redact import Redactor
+from exporter.redact import Redactor, url_without_password
 from exporter.scheduler import Scheduler, SourceJob, precreate_series
 from exporter.server import ExporterServer
 from exporter.sources.platform import Platform
 from exporter.sources.registry import PLATFORMS, build_source
+from exporter.state.db import PostgresDatabase
 from exporter.state.store import StateStore
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Exporter:
         or a test's own platform beside it)."""
         self.config = config
         self.redactor = redactor
-        self.store = StateStore(config.state.path)
+        self.store = open_store(config.state)
         self.book = MetricsBook(
             self.store.series(), max_agents=config.metrics.max_agents, max_tools=config.metrics.max_tools
         )
@@ -156,6 +157,13 @@ class Exporter:
             "outbox_spans": self.store.outbox_spans(),
             "traces": self.config.traces.protocol if self.config.traces.enabled else "off",
         }
+
+
+def open_store(state: StateConfig) -> StateStore:
+    """The state file, or the PostgreSQL database when state.url is set."""
+    if state.url is None:
+        return StateStore(state.path)
+    return StateStore(PostgresDatabase(state.url, url_without_password(state.url)))
 
 
 def _iso(epoch: float | None) -> str | None:

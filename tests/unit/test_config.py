@@ -577,6 +577,20 @@ def test_redacted_output_is_a_loadable_config_shape(tmp_path: Path) -> None:
     assert again.sources[0].secret == "***"
 
 
+def test_state_url_password_is_a_secret_hidden_everywhere() -> None:
+    config = load_fixture("state_url.ok.yaml")
+    assert config.state.url == "postgresql://exporter:s3cret%2Fpg-pass@db.internal:5432/exporter?sslmode=require"
+    assert {"s3cret%2Fpg-pass", "s3cret/pg-pass"} <= config.secrets()  # as written and as psycopg decodes it
+    assert config.redacted()["state"] == {"url": "postgresql://exporter:***@db.internal:5432/exporter?sslmode=require"}
+    assert "s3cret" not in repr(config)
+    assert config.redactor().redact("FATAL: password s3cret/pg-pass refused") == "FATAL: password *** refused"
+
+
+def test_state_defaults_to_the_sqlite_file_without_a_url() -> None:
+    config = load_fixture("minimal.ok.yaml")
+    assert config.state.url is None and config.redacted()["state"] == {"path": "./exporter-state.db"}
+
+
 def test_repr_shows_no_secret() -> None:
     text = repr(redaction_config())
     for secret in REDACTION_SECRETS:
@@ -629,7 +643,7 @@ def test_example_yaml_needs_its_variables() -> None:
 
 def test_example_yaml_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
-    keys = {"listen", "state", "path", "service_name", "traces", "metrics", "runs", "sources"}
+    keys = {"listen", "state", "path", "url", "service_name", "traces", "metrics", "runs", "sources"}
     keys |= {
         "endpoint",
         "protocol",
