@@ -27,6 +27,8 @@ from exporter.export.outbox import OutboxDrain, run_list
 from exporter.export.prometheus import MetricsBook, SeriesKey
 from exporter.model import Batch, Run
 from exporter.sources.base import Source
+from exporter.state.keeper import Leases, SoleHolder
+from exporter.state.leases import Fence
 from exporter.state.store import Dropped, StateStore
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,23 @@ class Recorder:
             self.book.publish(staged)
         return result
 
+    def show(self, updates: Iterable[Update]) -> None:
+        """Publish `updates` without writing them: zeros over loaded totals
+        (series precreated for a source this replica just took on), which
+        change no stored value."""
+        with self._lock:
+            self.book.publish(self.book.stage(updates))
+
+    def adopt(self, source: str) -> None:
+        """Show a source's series from its stored totals (its lease was taken)."""
+        with self._lock:
+            self.book.adopt(source, self.store.series())
+
+    def forget(self, source: str) -> None:
+        """Stop showing a source's series (its lease went to another replica)."""
+        with self._lock:
+            self.book.forget(source)
+
 
 @dataclass(slots=True)
 class Pipeline:
@@ -74,6 +93,7 @@ class Pipeline:
     recorder: Recorder
     drain: OutboxDrain | None
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
+    leases: Leases = field(default_factory=SoleHolder)  # which sources this replica may commit
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
     _recounted: dict[str, float] = field(default_factory=dict)  # source -> monotonic time of the last recount
@@ -86,10 +106,20 @@ class Pipeline:
     def book(self) -> MetricsBook:
         return self.recorder.book
 
-    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = (), *, recount: bool = False) -> None:
+    def commit(
+        self,
+        source: Source,
+        batch: Batch,
+        extra: Iterable[Update] = (),
+        *,
+        recount: bool = False,
+        fence: Fence | None = None,
+    ) -> None:
         """`recount`: refresh the in-progress gauge now (the end of a poll);
         otherwise it is refreshed at most every RECOUNT_SECONDS, as counting
-        open runs costs a scan of them."""
+        open runs costs a scan of them. `fence`: the lease the poll started
+        under; the commit writes only while it is still current, here and in
+        the database (else LeaseLost, nothing written)."""
         runs = batch.runs
         outbox = self._spans(runs)
         updates = [u for run in runs for u in run_updates(run, run_trace_id(run))]
@@ -113,9 +143,12 @@ class Pipeline:
         bound: int | None = limit
         if outbox and self.drain and not self.drain.make_room(sum(n for _, n, _ in outbox), limit, self.stop):
             bound = None  # the backend takes spans: drop none
-        dropped = self.recorder.record(
-            updates, lambda series: self.store.commit(source.name, batch, outbox, series, bound), _dropped
-        )
+
+        def write(series: dict[SeriesKey, object]) -> Dropped:
+            self.leases.confirm(fence)  # under the commit lock: a lease lost and taken again is a new claim
+            return self.store.commit(source.name, batch, outbox, series, bound, fence)
+
+        dropped = self.recorder.record(updates, write, _dropped)
         if dropped.spans:
             log.warning(
                 "outbox full (trace backend failing): dropped the %d oldest span(s), the traces of %d run(s): %s",

@@ -15,13 +15,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol, TypeVar
 
 from exporter.convert.metrics import Op, Update
 from exporter.export.otlp import Outcome, Sender, SendResult
 from exporter.export.prometheus import MetricsBook, SeriesKey
 from exporter.model import Run
+from exporter.state.db import StateUnavailable
 from exporter.state.store import OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,12 @@ class OutboxDrain:
         recorder: Recording,
         *,
         clock: Callable[[], float] = time.monotonic,
+        sources: Callable[[], Collection[str] | None] = lambda: None,
     ) -> None:
+        """`sources`: whose rows to deliver (None: all); a replica delivers
+        the spans of the sources it reads, so two never send one row."""
         self._store = recorder.store
+        self._sources = sources
         self._sender = sender
         self._book = recorder.book
         self._recorder = recorder
@@ -71,6 +76,7 @@ class OutboxDrain:
         self._stop = threading.Event()
         self._backoff = 0.0
         self._failing = False
+        self._state_down = False
         self._clock = clock
         self._delivered = threading.Condition()  # notified whenever rows leave the outbox
         self._thread = threading.Thread(target=self._loop, name="outbox-drain", daemon=True)
@@ -114,11 +120,18 @@ class OutboxDrain:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            self._linger()
-            while self.drain_once():
-                if self._stop.is_set():
-                    return
+            try:
                 self._linger()
+                while self.drain_once():
+                    if self._stop.is_set():
+                        return
+                    self._linger()
+                self._state_down = False
+            except StateUnavailable as err:  # the database is away: the spans wait in it
+                if not self._state_down:
+                    log.warning("outbox: state database unreachable, delivery waits: %s", err)
+                self._state_down = True
+                self._backoff = min(MAX_BACKOFF, max(1.0, self._backoff * 2))
 
     def _linger(self) -> None:
         """Let a batch fill (up to LINGER_SECONDS) rather than post every
@@ -134,7 +147,7 @@ class OutboxDrain:
 
     def drain_once(self) -> bool:
         """Send one batch; True when something left the outbox and more may wait."""
-        rows = self._store.outbox_take(MAX_BATCH_SPANS)
+        rows = self._store.outbox_take(MAX_BATCH_SPANS, self._sources())
         if not rows:
             self._backoff = 0.0
             return False
@@ -190,7 +203,7 @@ class OutboxDrain:
         while self._clock() < deadline:
             if self.drain_once():
                 deadline = max(deadline, self._clock() + patience)
-            elif not self._store.outbox_take(1):
+            elif not self._store.outbox_take(1, self._sources()):
                 return
             else:
                 time.sleep(min(0.5, max(0.0, deadline - self._clock())))

@@ -18,6 +18,11 @@ import psycopg
 Params = Sequence[Any]
 
 
+class StateUnavailable(Exception):
+    """The database can not be reached now (server down, connection cut);
+    the next use tries again."""
+
+
 class Rows(Protocol):
     """What a query returns, on either engine."""
 
@@ -39,6 +44,7 @@ class Database(Protocol):
     name: str
     setting: str
     types: Mapping[str, str]
+    shared: bool  # other processes write it too (replicas): nothing may be cached
 
     def execute(self, sql: str, params: Params = ()) -> Rows: ...
 
@@ -70,6 +76,7 @@ class SqliteDatabase:
         "without_rowid": " WITHOUT ROWID",
     }
     setting = "state.path"
+    shared = False
 
     def __init__(self, path: str) -> None:
         self.name = f"state file {path}"
@@ -101,7 +108,7 @@ class SqliteDatabase:
 
 
 # The engines' errors that mean "this database cannot be used" when the store opens it.
-ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error)
+ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error, StateUnavailable)
 
 
 def unusable(name: str, err: Exception) -> str:
@@ -132,6 +139,7 @@ class PostgresDatabase:
         "without_rowid": "",
     }
     setting = "state.url"
+    shared = True
 
     def __init__(self, url: str, name: str, connect_timeout: float = 10.0) -> None:
         """`name`: the URL with its password hidden (the store never sees the redactor)."""
@@ -150,11 +158,17 @@ class PostgresDatabase:
             return self._conn
 
     def execute(self, sql: str, params: Params = ()) -> Rows:
-        return self._connection().execute(_pg(sql), params or None)
+        try:
+            return self._connection().execute(_pg(sql), params or None)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+            raise StateUnavailable(f"{self.name} is unreachable: {err}") from err
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        with self._connection().cursor() as cursor:
-            cursor.executemany(_pg(sql), rows)
+        try:
+            with self._connection().cursor() as cursor:
+                cursor.executemany(_pg(sql), rows)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+            raise StateUnavailable(f"{self.name} is unreachable: {err}") from err
 
     def begin(self) -> None:
         self.execute("BEGIN")

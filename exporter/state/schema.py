@@ -27,6 +27,14 @@ CREATE TABLE IF NOT EXISTS outbox(
     id {serial}, source TEXT NOT NULL, spans INTEGER NOT NULL,
     payload {blob} NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, run TEXT);
 """
+# Only in a database replicas share (PostgreSQL): who reads which source
+# (state/leases.py) and who is alive. New tables, which nothing before them
+# reads, so they need no version step.
+SHARED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS leases(
+    name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL, expires_at TIMESTAMPTZ NOT NULL);
+CREATE TABLE IF NOT EXISTS replicas(id TEXT PRIMARY KEY, expires_at TIMESTAMPTZ NOT NULL);
+"""
 # Each step takes a state from version N to N+1, in one transaction; the
 # same SQL on both engines.
 MIGRATIONS: dict[int, str] = {
@@ -36,6 +44,6 @@ MIGRATIONS: dict[int, str] = {
 }
 
 
-def schema(types: Mapping[str, str]) -> str:
-    """SCHEMA in one engine's column types."""
-    return SCHEMA.format_map(types)
+def schema(types: Mapping[str, str], shared: bool) -> str:
+    """SCHEMA in one engine's column types, with SHARED_SCHEMA when replicas share the database."""
+    return SCHEMA.format_map(types) + (SHARED_SCHEMA if shared else "")

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporter.model import Batch, OpenRun
 from exporter.state.db import ENGINE_ERRORS, Database, SqliteDatabase, unusable
+from exporter.state.leases import Fence
 from exporter.state.schema import MIGRATIONS, SCHEMA_VERSION, schema
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
@@ -86,7 +88,7 @@ class StateStore:
                 db.execute(MIGRATIONS[version])
                 version += 1
                 db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(version),))
-            for statement in schema(db.types).split(";"):
+            for statement in schema(db.types, db.shared).split(";"):
                 if statement.strip():  # tables of a new database, indexes added since (IF NOT EXISTS)
                     db.execute(statement)
             if row is None:
@@ -211,12 +213,17 @@ class StateStore:
         outbox: Iterable[tuple[str, int, bytes]],
         series: Mapping[SeriesKey, object],
         outbox_bound: int | None,
+        fence: Fence | None = None,
     ) -> Dropped:
         """Write one batch: open-run changes, dedup keys, checkpoint, spans
         (rows of (run id, span count, payload)) and absolute metric values,
         all or nothing. Returns what was dropped from the outbox to keep it
-        within `outbox_bound` (None: drop nothing)."""
+        within `outbox_bound` (None: drop nothing). With a `fence`, only
+        while that lease is still this replica's (else LeaseLost, nothing
+        written)."""
         with self._lock, self._transaction() as db:
+            if fence is not None:
+                fence.check(db)
             if batch.open_deletes:
                 deletes = [(source, r) for r in batch.open_deletes]
                 db.executemany("DELETE FROM open_runs WHERE source=? AND run_id=?", deletes)
@@ -275,15 +282,23 @@ class StateStore:
 
     # -- outbox ------------------------------------------------------------
 
-    def outbox_take(self, max_spans: int) -> list[OutboxRow]:
-        """The oldest rows, up to max_spans spans (at least one row)."""
+    def outbox_take(self, max_spans: int, sources: Iterable[str] | None = None) -> list[OutboxRow]:
+        """The oldest rows, up to max_spans spans (at least one row); only
+        rows of `sources` when given (a replica drains what it reads)."""
         taken: list[OutboxRow] = []
         total = 0
+        among, names = "", []
+        if sources is not None:
+            names = sorted(set(sources))
+            if not names:
+                return []
+            among = f" WHERE source IN ({','.join('?' * len(names))})"
         with self._lock:
             # Stepped row by row: rows hold several spans, so reading LIMIT
             # max_spans rows at once would load payloads that stay behind.
             cursor = self._db.execute(
-                "SELECT id, source, spans, payload, attempts, run FROM outbox ORDER BY id LIMIT ?", (max_spans,)
+                f"SELECT id, source, spans, payload, attempts, run FROM outbox{among} ORDER BY id LIMIT ?",  # noqa: S608 (placeholders)
+                (*names, max_spans),
             )
             try:
                 for row in cursor:
@@ -320,8 +335,9 @@ class StateStore:
 
     def _outbox_sum(self, db: Database) -> int:
         """Spans in the outbox: counted once, then kept up to date by every
-        committed write (a write that rolls back leaves it to be recounted)."""
-        if self._outbox_total is None:
+        committed write (a write that rolls back leaves it to be recounted).
+        A database replicas share is counted every time: they all write it."""
+        if self._outbox_total is None or db.shared:
             self._outbox_total = int(db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
         return self._outbox_total
 
@@ -337,6 +353,12 @@ class StateStore:
         return total, Dropped(spans, tuple(runs))
 
     # -- plumbing ------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """One transaction on the store's connection, under its lock (the leases' SQL runs here)."""
+        with self._lock, self._transaction() as db:
+            yield db
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
