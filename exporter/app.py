@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.config import Config, StateConfig
+from exporter.config.shards import expand
 from exporter.export.otlp import make_sender
 from exporter.export.outbox import OutboxDrain
 from exporter.export.prometheus import ActivityCollector, MetricsBook
@@ -77,7 +78,7 @@ class Exporter:
             log.warning("traces are off: set traces.endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT) or traces.protocol: file")
         self.stop_event = threading.Event()
         recorder = Recorder(self.store, self.book)  # the one commit path, and its lock
-        enabled = [s for s in config.sources if s.enabled]
+        enabled = [shard for s in config.sources if s.enabled for shard in expand(s)]
         self.intervals = {s.name: s.interval for s in enabled}
         self.keeper = self._keeper(recorder) if shared else None
         leases = self.keeper or SoleHolder()

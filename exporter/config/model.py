@@ -127,6 +127,11 @@ class SourceConfig:
     # The platform's own keys (its options.py), validated, defaults filled,
     # lists as tuples, durations in seconds.
     options: Options
+    # Agent-by-agent platforms: read as this many shards, each its own
+    # source named `name#k/N` (its own lease, checkpoint and series); `shard`
+    # is k in one of them (config/shards.py), None in the configured source.
+    shards: int = 1
+    shard: int | None = None
 
     def secrets(self) -> frozenset[str]:
         found: set[str] = set()
@@ -153,6 +158,8 @@ class SourceConfig:
             "headers": redact_headers(self.headers),
             "enabled": self.enabled,
         }
+        if self.shards > 1:
+            out["shards"] = self.shards
         out.update(self.options.rendered())
         # Belt and braces: a secret pasted into some other value (a filter, a
         # URL path) is hidden too.

@@ -26,7 +26,7 @@ import psycopg
 import pytest
 
 from simulator import Simulator, parse_faults
-from testkit.exporter_io import free_port, write_config
+from testkit.exporter_io import Metrics, free_port, write_config
 from testkit.postgres import PostgresServer
 from testkit.receiver import OtlpReceiver
 from tests.conftest import truth_of, wait_for
@@ -37,7 +37,10 @@ from tests.integration.helpers import (
     assert_equal_to_the_truth,
     assert_no_secret,
     chaos_options,
+    check_counters,
+    exported_runs,
     four_sources,
+    summed_metrics,
 )
 
 INTERVAL = 2.0  # seconds: each source's interval, so each lease's time to live
@@ -154,6 +157,70 @@ def test_three_replicas_one_killed_again_and_again_end_equal_to_the_truth(
         f"a source waited longer than two intervals after its holder died: {takeovers}\n{kills}\n{leases_log}"
     )
     assert_no_secret("".join(outputs) + "".join(r.log.read_text() for r in replicas))
+
+
+def test_two_replicas_share_the_shards_of_per_agent_platforms(
+    tmp_path: Path, postgres_url: str, receiver: OtlpReceiver
+) -> None:
+    """aa and ry as two shards each: six leases, three per replica; every
+    run exported once and the counters, folded over the shards (as
+    label_replace would) and summed over the replicas, equal the truth."""
+    sim = Simulator(chaos_options(faults=parse_faults(""), agents_per_platform=4))
+    sim.start(host="127.0.0.1", port=0)
+    replicas = []
+    for index in range(2):
+        port = free_port()
+        sources = [
+            {**source, "shards": 2} if source["type"] in ("agent_activities", "runtype") else source
+            for source in four_sources(sim, interval=f"{INTERVAL:g}s")
+        ]
+        config = write_config(
+            tmp_path / f"replica{index}.yaml",
+            sources,
+            port=port,
+            traces={"endpoint": receiver.endpoint},
+            state={"url": postgres_url},
+        )
+        replicas.append(ExporterProcess(config, port, tmp_path / f"replica{index}.log"))
+    try:
+        for replica in replicas:
+            replica.start()
+        names = {"rt", "bc", "aa#0/2", "aa#1/2", "ry#0/2", "ry#1/2"}
+        wait_for(lambda: set(lease_rows(postgres_url)) == names, timeout=20, what="every shard leased")
+        sim.pause()
+        time.sleep(CHAOS_RUN_SECONDS[1] + 0.5)  # every started run has now ended
+        truth = {p: truth_of(sim)["platforms"][p] for p in SOURCE}
+        for platform, source in SOURCE.items():
+            want = {r["run_id"] for r in truth[platform]["runs"]}
+
+            def exported(source: str = source, want: set[str] = want) -> bool:
+                runs = set().union(*(exported_runs(receiver, n) for n in names if n.split("#")[0] == source))
+                return runs == want
+
+            wait_for(exported, timeout=60, interval=0.5, what=f"{platform}: every finished run, once")
+
+        def folded() -> Metrics:
+            out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+            for (name, labels), value in summed_metrics(replicas).items():
+                key = (name, tuple((k, v.split("#")[0] if k == "source" else v) for k, v in labels))
+                out[key] = out.get(key, 0.0) + value
+            return out
+
+        def counters_equal() -> bool:
+            try:
+                check_counters(folded(), truth, SOURCE)
+            except AssertionError:
+                return False
+            return True
+
+        wait_for(counters_equal, timeout=30, interval=0.5, what="the folded counters to equal the truth")
+        held = [sorted(r.status()["replicas"]["held"]) for r in replicas]
+        assert sorted(n for h in held for n in h) == sorted(names) and [len(h) for h in held] == [3, 3], held
+    finally:
+        for replica in replicas:
+            if replica.proc is not None and replica.proc.poll() is None:
+                replica.stop()
+        sim.stop()
 
 
 def test_a_replica_cut_off_from_postgresql_says_so_and_recovers_with_nothing_lost(
