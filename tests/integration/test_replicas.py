@@ -45,6 +45,7 @@ from tests.integration.helpers import (
 
 INTERVAL = 2.0  # seconds: each source's interval, so each lease's time to live
 REPLICAS = 3
+PG_PASSWORD = "pg-pass-4d8e2a91"
 
 
 @pytest.fixture
@@ -100,7 +101,9 @@ def test_three_replicas_one_killed_again_and_again_end_equal_to_the_truth(
     rng = random.Random(20261206)
     sim = Simulator(chaos_options())
     sim.start(host="127.0.0.1", port=0)
-    replicas = [replica_config(tmp_path, sim, receiver, postgres_url, i) for i in range(REPLICAS)]
+    # The test server trusts local connections, so any password does; it must never be shown.
+    url = postgres_url.replace("postgres@", f"postgres:{PG_PASSWORD}@")
+    replicas = [replica_config(tmp_path, sim, receiver, url, i) for i in range(REPLICAS)]
     outputs: list[str] = []
     takeovers: list[float] = []
     kills: list[str] = []
@@ -156,7 +159,9 @@ def test_three_replicas_one_killed_again_and_again_end_equal_to_the_truth(
     assert max(takeovers) <= 2 * INTERVAL, (
         f"a source waited longer than two intervals after its holder died: {takeovers}\n{kills}\n{leases_log}"
     )
-    assert_no_secret("".join(outputs) + "".join(r.log.read_text() for r in replicas))
+    everything = "".join(outputs) + "".join(r.log.read_text() for r in replicas)
+    assert_no_secret(everything)
+    assert PG_PASSWORD not in everything and "postgres:***@" in everything  # the URL is named, its password hidden
 
 
 def test_two_replicas_share_the_shards_of_per_agent_platforms(
