@@ -112,8 +112,9 @@ class Exporter:
             for change, n in changes.items():
                 self.book.set_live("agent_exporter_lease_changes_total", (change,), float(n))
 
+        url = self.config.state.url or ""
         keeper = LeaseKeeper(
-            LeaseTable(self.store),
+            LeaseTable(PostgresDatabase(url, url_without_password(url))),  # its own connection: see LeaseTable
             self.intervals,
             on_gain=gain,
             on_held=held,

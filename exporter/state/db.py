@@ -107,6 +107,20 @@ class SqliteDatabase:
         self._conn.close()
 
 
+class Transaction:
+    """`with Transaction(db) as db:` begins, and commits or (on an error) rolls back."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def __enter__(self) -> Database:
+        self._db.begin()
+        return self._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.end(commit=exc_type is None)
+
+
 # The engines' errors that mean "this database cannot be used" when the store opens it.
 ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error, StateUnavailable)
 

@@ -190,10 +190,15 @@ class LeaseKeeper:
             self._table.leave(self.replica)
         except StateUnavailable:
             pass  # they expire by themselves
+        finally:
+            self._table.close()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.tick()
+            try:
+                self.tick()
+            except Exception:  # a bug must not end the rounds: what is held lapses only if they stop
+                log.exception("lease round failed unexpectedly")
             self._stop.wait(self.tick_seconds)
 
     def tick(self) -> None:

@@ -10,12 +10,12 @@ keep a heartbeat row, so each can count the live ones and take its share.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from exporter.state.db import Database
-    from exporter.state.store import StateStore
+from exporter.state.db import Database, Transaction
 
 
 class LeaseLost(Exception):
@@ -54,15 +54,22 @@ class LeaseRow:
 
 
 class LeaseTable:
-    """The lease and heartbeat SQL (PostgreSQL), run on the store's
-    connection, one short transaction per call."""
+    """The lease and heartbeat SQL (PostgreSQL), one short transaction per
+    call, on a connection of its own: renewals never wait behind a large
+    commit on the store's connection."""
 
-    def __init__(self, store: StateStore) -> None:
-        self._store = store
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Database]:
+        with self._lock, Transaction(self._db) as db:  # the keeper's thread and /status share the connection
+            yield db
 
     def heartbeat(self, replica: str, ttl: float) -> int:
         """Say this replica is alive for `ttl` seconds; the live replicas, this one included."""
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             db.execute(
                 "INSERT INTO replicas VALUES(?, now() + make_interval(secs => ?))"
                 " ON CONFLICT(id) DO UPDATE SET expires_at=excluded.expires_at",
@@ -72,13 +79,13 @@ class LeaseTable:
             return int(db.execute("SELECT count(*) FROM replicas WHERE expires_at > now()").fetchone()[0])
 
     def leave(self, replica: str) -> None:
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             db.execute("DELETE FROM replicas WHERE id=?", (replica,))
 
     def acquire(self, name: str, replica: str, ttl: float) -> int | None:
         """Take a free, released or expired lease; its new epoch, or None
         when another replica holds it."""
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             row = db.execute(
                 "INSERT INTO leases VALUES(?, ?, 1, now() + make_interval(secs => ?))"
                 " ON CONFLICT(name) DO UPDATE SET holder=excluded.holder, epoch=leases.epoch + 1,"
@@ -90,7 +97,7 @@ class LeaseTable:
 
     def renew(self, fence: Fence, ttl: float) -> bool:
         """Extend a held lease; False when it was taken over."""
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             row = db.execute(
                 "UPDATE leases SET expires_at = now() + make_interval(secs => ?)"
                 " WHERE name=? AND holder=? AND epoch=? RETURNING epoch",
@@ -100,14 +107,18 @@ class LeaseTable:
 
     def release(self, fence: Fence) -> None:
         """Give a lease up at once, for another replica to take."""
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             db.execute(
                 "UPDATE leases SET holder='', expires_at=now() WHERE name=? AND holder=? AND epoch=?",
                 (fence.name, fence.holder, fence.epoch),
             )
 
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
     def rows(self) -> list[LeaseRow]:
-        with self._store.transaction() as db:
+        with self._transaction() as db:
             rows = db.execute(
                 "SELECT name, holder, epoch, extract(epoch FROM expires_at - now()) FROM leases ORDER BY name"
             ).fetchall()

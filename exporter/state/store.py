@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from exporter.model import Batch, OpenRun
-from exporter.state.db import ENGINE_ERRORS, Database, SqliteDatabase, unusable
+from exporter.state.db import ENGINE_ERRORS, Database, SqliteDatabase, Transaction, unusable
 from exporter.state.leases import Fence
 from exporter.state.schema import MIGRATIONS, SCHEMA_VERSION, schema
 
@@ -354,26 +353,8 @@ class StateStore:
 
     # -- plumbing ------------------------------------------------------------
 
-    @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        """One transaction on the store's connection, under its lock (the leases' SQL runs here)."""
-        with self._lock, self._transaction() as db:
-            yield db
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    def __enter__(self) -> Database:
-        self._db.begin()
-        return self._db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.end(commit=exc_type is None)
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

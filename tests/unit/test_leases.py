@@ -24,8 +24,13 @@ def store(url: str) -> StateStore:
     return StateStore(PostgresDatabase(url, "test", connect_timeout=2))
 
 
+def table(url: str) -> LeaseTable:
+    store(url).close()  # creates the tables
+    return LeaseTable(PostgresDatabase(url, "test", connect_timeout=2))
+
+
 def keeper(url: str, replica: str, ttl: float = 30.0, **kw: object) -> LeaseKeeper:
-    return LeaseKeeper(LeaseTable(store(url)), dict.fromkeys(SOURCES, ttl), replica=replica, **kw)  # type: ignore[arg-type]
+    return LeaseKeeper(table(url), dict.fromkeys(SOURCES, ttl), replica=replica, **kw)  # type: ignore[arg-type]
 
 
 def held(k: LeaseKeeper) -> set[str]:
@@ -89,11 +94,11 @@ def test_a_commit_under_a_lease_taken_over_writes_nothing(postgres_url: str) -> 
 
 
 def test_a_released_lease_fences_its_old_epoch_too(postgres_url: str) -> None:
-    table = LeaseTable(store(postgres_url))
-    epoch = table.acquire("a", "r1", 30.0)
-    assert epoch == 1 and table.acquire("a", "r2", 30.0) is None  # held: nobody else gets it
-    table.release(Fence("a", "r1", 1))
-    assert table.acquire("a", "r2", 30.0) == 2
+    leases = table(postgres_url)
+    epoch = leases.acquire("a", "r1", 30.0)
+    assert epoch == 1 and leases.acquire("a", "r2", 30.0) is None  # held: nobody else gets it
+    leases.release(Fence("a", "r1", 1))
+    assert leases.acquire("a", "r2", 30.0) == 2
     with pytest.raises(LeaseLost):
         store(postgres_url).commit("a", _batch(1), [], {}, 10, Fence("a", "r1", 1))
 
