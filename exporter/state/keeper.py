@@ -124,7 +124,8 @@ class LeaseKeeper:
         self._held: dict[str, _Held] = {}
         self._changes = dict.fromkeys(CHANGES, 0)
         self._error: str | None = None
-        self.greedy = False  # take every free lease, not a share (`once`: a run of its own, then gone)
+        self.greedy = False  # `once`: take every free lease once, keep them while it runs, count for no share
+        self._took = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="leases", daemon=True)
 
@@ -205,11 +206,14 @@ class LeaseKeeper:
         """One round."""
         started = self._clock()
         try:
-            live = self._table.heartbeat(self.replica, self._beat)
-            self._renew(started)
-            share = len(self._ttls) if self.greedy else math.ceil(len(self._ttls) / max(1, live))
-            self._give_up_beyond(share)
-            self._take_up_to(share, started)
+            if self.greedy:
+                self._once(started)
+            else:
+                live = self._table.heartbeat(self.replica, self._beat)
+                self._renew(started)
+                share = math.ceil(len(self._ttls) / max(1, live))
+                self._give_up_beyond(share)
+                self._take_up_to(share, started)
         except StateUnavailable as err:
             self._health(str(err))
             for name, held in list(self._held.items()):
@@ -218,6 +222,14 @@ class LeaseKeeper:
                     self._drop(name, "lost")
             return
         self._health(None)
+
+    def _once(self, started: float) -> None:
+        """`once`: every free lease in the first round, then only renewals.
+        No heartbeat: a passing run is not a replica the others make room for."""
+        self._renew(started)
+        if not self._took:
+            self._took = True
+            self._take_up_to(len(self._ttls), started)
 
     def _renew(self, started: float) -> None:
         for name, held in list(self._held.items()):

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -267,3 +269,30 @@ def test_a_replica_cut_off_from_postgresql_says_so_and_recovers_with_nothing_los
             replica.stop()
         sim.stop()
         server.remove()
+
+
+def test_once_leaves_the_sources_a_running_replica_holds(
+    tmp_path: Path, postgres_url: str, receiver: OtlpReceiver
+) -> None:
+    sim = Simulator(chaos_options(faults=parse_faults("")))
+    sim.start(host="127.0.0.1", port=0)
+    replica = replica_config(tmp_path, sim, receiver, postgres_url, 0)
+    try:
+        replica.start()
+        wait_for(lambda: len(replica.status()["replicas"]["held"]) == len(SOURCE), timeout=20, what="all leases")
+        before = lease_rows(postgres_url)
+        once = subprocess.run(
+            [sys.executable, "-m", "exporter", "once", "-c", str(replica.config)],
+            timeout=120,
+            capture_output=True,
+            text=True,
+        )
+        assert once.returncode == 1
+        assert once.stderr.count("not polled: another replica holds its lease") == len(SOURCE)
+        assert lease_rows(postgres_url) == before  # the running replica kept every lease, at the same epoch
+        assert len(replica.status()["replicas"]["held"]) == len(SOURCE)  # and made no room for a passing run
+        with psycopg.connect(postgres_url) as db:
+            assert db.execute("SELECT count(*) FROM replicas").fetchone() == (1,)
+    finally:
+        replica.stop()
+        sim.stop()
