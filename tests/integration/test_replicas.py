@@ -117,7 +117,8 @@ def test_three_replicas_one_killed_again_and_again_end_equal_to_the_truth(
             time.sleep(rng.uniform(1.5, 3.0))  # let them work; then kill one at some moment
             double = {t: who for t, who in tenures(replicas).items() if len(who) > 1}
             assert not double, f"a lease tenure claimed by two replicas: {double}"
-            victim = rng.choice(replicas)
+            # A replica holding leases (one that just restarted may hold none yet): its death must be covered.
+            victim = rng.choice([r for r in replicas if r.status()["replicas"]["held"]])
             status: Any = victim.status()
             outputs += [httpx.get(f"{victim.url}/metrics", timeout=5).text, str(status)]
             held = [
@@ -156,7 +157,7 @@ def test_three_replicas_one_killed_again_and_again_end_equal_to_the_truth(
             if replica.proc is not None and replica.proc.poll() is None:
                 replica.stop()
         sim.stop()
-    assert takeovers, "a killed replica held leases at least once"
+    assert len(takeovers) >= 4, "every round killed a replica holding at least one lease"
     leases_log = "\n".join(line for r in replicas for line in r.log.read_text().splitlines() if "lease" in line)
     assert max(takeovers) <= 2 * INTERVAL, (
         f"a source waited longer than two intervals after its holder died: {takeovers}\n{kills}\n{leases_log}"
