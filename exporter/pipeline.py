@@ -29,6 +29,8 @@ from exporter.model import Batch, Run
 from exporter.progress import BackfillTracker
 from exporter.recent import RecentRuns
 from exporter.sources.base import Source
+from exporter.state.keeper import Leases, SoleHolder
+from exporter.state.leases import Fence
 from exporter.state.store import Dropped, StateStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,23 @@ class Recorder:
             self.book.publish(staged)
         return result
 
+    def show(self, updates: Iterable[Update]) -> None:
+        """Publish `updates` without writing them: zeros over loaded totals
+        (series precreated for a source this replica just took on), which
+        change no stored value."""
+        with self._lock:
+            self.book.publish(self.book.stage(updates))
+
+    def adopt(self, source: str) -> None:
+        """Show a source's series from its stored totals (its lease was taken)."""
+        with self._lock:
+            self.book.adopt(source, self.store.series())
+
+    def forget(self, source: str) -> None:
+        """Stop showing a source's series (its lease went to another replica)."""
+        with self._lock:
+            self.book.forget(source)
+
 
 @dataclass(slots=True)
 class Pipeline:
@@ -76,6 +95,7 @@ class Pipeline:
     recorder: Recorder
     drain: OutboxDrain | None
     stop: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: end polls between batches
+    leases: Leases = field(default_factory=SoleHolder)  # which sources this replica may commit
     clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     caught_up: dict[str, datetime] = field(default_factory=dict)  # source -> time it is fully read up to
     backfill: BackfillTracker = field(default_factory=BackfillTracker)  # history still to read, per source
@@ -90,10 +110,20 @@ class Pipeline:
     def book(self) -> MetricsBook:
         return self.recorder.book
 
-    def commit(self, source: Source, batch: Batch, extra: Iterable[Update] = (), *, recount: bool = False) -> None:
+    def commit(
+        self,
+        source: Source,
+        batch: Batch,
+        extra: Iterable[Update] = (),
+        *,
+        recount: bool = False,
+        fence: Fence | None = None,
+    ) -> None:
         """`recount`: refresh the in-progress gauge now (the end of a poll);
         otherwise it is refreshed at most every RECOUNT_SECONDS, as counting
-        open runs costs a scan of them."""
+        open runs costs a scan of them. `fence`: the lease the poll started
+        under; the commit writes only while it is still current, here and in
+        the database (else LeaseLost, nothing written)."""
         runs = batch.runs
         outbox = self._spans(runs)
         logs = self._log_records(source, batch)
@@ -119,9 +149,12 @@ class Pipeline:
         items = sum(n for _, n, _ in outbox) + (logs[0] if logs else 0)
         if items and self.drain and not self.drain.make_room(items, limit, self.stop):
             bound = None  # the backends take what they are sent: drop none
-        dropped = self.recorder.record(
-            updates, lambda series: self.store.commit(source.name, batch, outbox, series, bound, logs), _dropped
-        )
+
+        def write(series: dict[SeriesKey, object]) -> Dropped:
+            self.leases.confirm(fence)  # under the commit lock: a lease lost and taken again is a new claim
+            return self.store.commit(source.name, batch, outbox, series, bound, logs=logs, fence=fence)
+
+        dropped = self.recorder.record(updates, write, _dropped)
         if dropped.spans:
             log.warning(
                 "outbox full (trace backend failing): dropped the %d oldest span(s), the traces of %d run(s): %s",

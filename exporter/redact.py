@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -20,6 +20,8 @@ __all__ = [
     "is_sensitive_header",
     "redact_headers",
     "secret_variants",
+    "url_password",
+    "url_without_password",
 ]
 
 REDACTED = "***"
@@ -67,6 +69,39 @@ def secret_variants(value: str) -> tuple[str, ...]:
     if sep and scheme and credential.strip():
         variants.append(credential.strip())
     return tuple(variants)
+
+
+def _split_password(url: str) -> tuple[str, str] | None:
+    """(the netloc's `user:password@` prefix up to the password, the password
+    as written), when the URL has one."""
+    try:
+        netloc = urlsplit(url).netloc
+    except ValueError:
+        return None
+    userinfo, at, _ = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not at or not colon or not password:
+        return None
+    return user, password
+
+
+def url_password(url: str) -> tuple[str, ...]:
+    """The password of a `scheme://user:password@host/...` URL (a database
+    DSN), as written and percent-decoded: the strings to hide."""
+    found = _split_password(url)
+    if found is None:
+        return ()
+    written = found[1]
+    return tuple(dict.fromkeys((written, unquote(written))))
+
+
+def url_without_password(url: str) -> str:
+    """The URL with its password shown as "***" (user, host and database kept)."""
+    found = _split_password(url)
+    if found is None:
+        return url
+    user, password = found
+    return url.replace(f"{user}:{password}@", f"{user}:{REDACTED}@", 1)
 
 
 class Redactor:

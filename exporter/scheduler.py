@@ -25,6 +25,8 @@ from exporter.pipeline import Pipeline
 from exporter.recent import RequestWindow
 from exporter.sources.base import PollContext, Source
 from exporter.sources.http import AuthError, BadResponseError, RetryableError, SourceError, Stopping
+from exporter.state.db import StateUnavailable
+from exporter.state.leases import Fence, LeaseLost
 from exporter.state.view import SourceStateView
 
 log = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class SourceStatus:
     skipped_ticks: int = 0
     held_until: float | None = None  # epoch: no poll before this (401/403 back-off, Retry-After)
     requests: RequestWindow = field(default_factory=RequestWindow)  # and 429s, over the last minutes
+    polling_since: float | None = None  # epoch: the running poll's start (None: not polling)
 
 
 class SourceJob:
@@ -71,26 +74,43 @@ class SourceJob:
         return time.monotonic() >= self._hold_until
 
     def __call__(self) -> bool:
-        return self.poll() if self.due() else False
+        """A scheduled tick: poll, unless held back or another replica holds the source's lease."""
+        return self.poll() if self.due() and self.pipeline.leases.holds(self.source.name) else False
 
     def poll(self) -> bool:
+        """One poll under the source's lease: one that is lost (taken over,
+        or the database out of reach) ends the poll with nothing more
+        committed; the holder reads on from the last commit."""
+        try:
+            fence = self.pipeline.leases.fence(self.source.name)
+            return self._poll(fence)
+        except (LeaseLost, StateUnavailable) as err:
+            log.warning("poll stopped, nothing more committed: %s", err, extra={"source": self.source.name})
+            return False
+        finally:
+            self.status.polling_since = None
+
+    def _poll(self, fence: Fence | None) -> bool:
         name = self.source.name
         started = time.monotonic()
         now = self.pipeline.clock()
+        self.status.polling_since = now.timestamp()
         outcome: str = "success"
         error: SourceError | None = None
         try:
             ctx = PollContext(checkpoint=self.pipeline.store.checkpoint(name), now=now, state=self._view)
             self.pipeline.backfill.begin(name, now)
             for batch in self.source.poll(ctx):
-                self.pipeline.commit(self.source, batch, self._request_updates())
+                self.pipeline.commit(self.source, batch, self._request_updates(), fence=fence)
                 if self.pipeline.stop.is_set():
                     break  # stopping: what is committed is consistent; the rest waits for the next start
             else:
                 self.pipeline.backfill.end(name)  # read up to `now`: nothing of the history is left
-                self._expire(now)
+                self._expire(now, fence)
         except Stopping:
             return False  # shutting down mid-poll: what is committed stands, nothing to account
+        except (LeaseLost, StateUnavailable):
+            raise  # not the source's failure: nothing to account (the accounting could not commit either)
         except AuthError as err:
             outcome, error = "auth_error", err
         except BadResponseError as err:
@@ -101,7 +121,7 @@ class SourceJob:
             log.exception("poll failed unexpectedly", extra={"source": name})
             outcome, error = "error", SourceError(name, f"internal error: {type(err).__name__}")
         self._hold(error)
-        self._account(outcome, error, time.monotonic() - started, now)
+        self._account(outcome, error, time.monotonic() - started, now, fence)
         return outcome == "success"
 
     def _hold(self, error: SourceError | None) -> None:
@@ -129,7 +149,7 @@ class SourceJob:
             updates.append(Update(Op.INC, "agent_exporter_rate_limited_total", (self.source.name,), limited))
         return updates
 
-    def _expire(self, now: datetime) -> None:
+    def _expire(self, now: datetime, fence: Fence | None) -> None:
         """Emit runs open longer than runs.max_open_age as incomplete, once."""
         cutoff = now.timestamp() - self.pipeline.config.runs.max_open_age
         while stale := self.pipeline.store.stale_open_runs(self.source.name, cutoff, EXPIRE_CHUNK):
@@ -141,9 +161,11 @@ class SourceJob:
             log.info(
                 "gave up on %d run(s) open longer than max_open_age", len(stale), extra={"source": self.source.name}
             )
-            self.pipeline.commit(self.source, batch)
+            self.pipeline.commit(self.source, batch, fence=fence)
 
-    def _account(self, outcome: str, error: SourceError | None, seconds: float, now: datetime) -> None:
+    def _account(
+        self, outcome: str, error: SourceError | None, seconds: float, now: datetime, fence: Fence | None
+    ) -> None:
         name = self.source.name
         st = self.status
         was_up = st.up
@@ -168,25 +190,29 @@ class SourceJob:
             if was_up or st.polls == 1 or st.last_error != error.message:
                 log.warning("source is down: %s", error.message, extra={"source": name})
             st.last_error = error.message
-        self.pipeline.commit(self.source, Batch(), updates, recount=True)
+        self.pipeline.commit(self.source, Batch(), updates, recount=True, fence=fence)
         self.pipeline.book.set_live("agent_exporter_source_up", (name,), 1.0 if st.up else 0.0)
 
 
 def precreate_series(pipeline: Pipeline, sources: Iterable[Source]) -> None:
     """Every per-source series exists from the first scrape, so rate() and
     absent() alerts work at once."""
-    zero: list[Update] = []
-    for s in sources:
-        zero += [Update(Op.INC, "agent_exporter_polls_total", (s.name, o), 0) for o in POLL_OUTCOMES]
-        zero += [Update(Op.INC, "agent_exporter_records_rejected_total", (s.name, r), 0) for r in REJECT_REASONS]
-        zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (s.name,), 0))
-        pipeline.book.set_live("agent_exporter_source_up", (s.name,), 0.0)
-        pipeline.book.set_live("agent_exporter_backfill_remaining_seconds", (s.name,), 0.0)
+    zero: list[Update] = [u for s in sources for u in source_zeros(pipeline, s.name)]
     zero += [Update(Op.INC, "agent_exporter_spans_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
     if pipeline.config.logs.enabled:  # with logs off, the series stays absent
         zero += [Update(Op.INC, "agent_exporter_log_records_exported_total", (o,), 0) for o in SPAN_OUTCOMES]
     pipeline.recorder.record(zero, pipeline.store.write_series)
     pipeline.book.set_live("agent_exporter_outbox_spans", (), float(pipeline.store.outbox_spans()))
+
+
+def source_zeros(pipeline: Pipeline, name: str) -> list[Update]:
+    """A source's precreated series (as zero increments), its up gauge at 0."""
+    pipeline.book.set_live("agent_exporter_source_up", (name,), 0.0)
+    pipeline.book.set_live("agent_exporter_backfill_remaining_seconds", (name,), 0.0)
+    zero = [Update(Op.INC, "agent_exporter_polls_total", (name, o), 0) for o in POLL_OUTCOMES]
+    zero += [Update(Op.INC, "agent_exporter_records_rejected_total", (name, r), 0) for r in REJECT_REASONS]
+    zero.append(Update(Op.INC, "agent_exporter_rate_limited_total", (name,), 0))
+    return zero
 
 
 class Scheduler:
@@ -217,6 +243,12 @@ class Scheduler:
 
     def start(self) -> None:
         self._scheduler.start()
+
+    def run_now(self, name: str) -> None:
+        """Poll a source at once (its lease was just taken: no interval's wait)."""
+        job = self._scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(timezone.utc))
 
     def shutdown(self) -> None:
         """Wait for running polls to finish their current transaction."""

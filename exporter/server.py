@@ -31,6 +31,7 @@ class ExporterServer:
         self.status = status
         self.page = page
         self.ready = threading.Event()
+        self.unready: Callable[[], str | None] = lambda: None  # why it is not ready although started (never a secret)
         self._httpd = ThreadingHTTPServer((host, port), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="http", daemon=True)
@@ -57,8 +58,9 @@ def _handler(server: ExporterServer) -> type[BaseHTTPRequestHandler]:
             elif path == "/healthz":
                 self._reply(200, b"ok\n", "text/plain; charset=utf-8")
             elif path == "/readyz":
-                ready = server.ready.is_set()
-                self._reply(200 if ready else 503, b"ready\n" if ready else b"starting\n", "text/plain; charset=utf-8")
+                reason = server.unready() if server.ready.is_set() else "starting"
+                body = f"{reason or 'ready'}\n".encode()
+                self._reply(503 if reason else 200, body, "text/plain; charset=utf-8")
             elif path in ("/status", "/") and prefers_html(self.headers.get("Accept", "")):
                 page = server.page(server.status()).encode()
                 self._reply(200, page, "text/html; charset=utf-8", {"Vary": "Accept", "Cache-Control": "no-store"})

@@ -9,5 +9,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]' 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
-.venv/bin/python -c "import exporter, opentelemetry.sdk, prometheus_client, httpx, apscheduler, yaml, pytest" \
+.venv/bin/python -c "import exporter, opentelemetry.sdk, prometheus_client, httpx, apscheduler, yaml, psycopg, pytest" \
     || { echo "setup: the install did not complete" >&2; exit 1; }

@@ -1,4 +1,5 @@
-"""Shared test helpers: config objects without YAML, a polling wait."""
+"""Shared test helpers: config objects without YAML, a polling wait, and a
+throwaway PostgreSQL cluster (one per test run, a fresh database per test)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar
 
+import pytest
+
 from exporter.config import SourceConfig
 from exporter.model import ActivityEvent, Batch, OpenRun, Rejected, Run
 from exporter.sources.registry import PLATFORMS
 from simulator import Simulator
+from testkit.postgres import PostgresServer
 
 T = TypeVar("T")
 
@@ -158,3 +162,18 @@ class MemoryState:
             self.records[kind] = self.records.get(kind, 0) + n
         if batch.caught_up_to is not None:
             self.caught_up_to = batch.caught_up_to
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server owned by this test run (never a mock, never
+    skipped: scripts/install-postgresql.sh installs it)."""
+    server = PostgresServer().start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh database of its own for this test."""
+    return postgres_server.create_database()

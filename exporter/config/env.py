@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from exporter.config.checker import UNRESOLVED, Checker, Substituted, Unresolved, join_path, show
 from exporter.config.otel import ENV_HEADERS, signal_env
-from exporter.redact import is_sensitive_header, secret_variants
+from exporter.redact import is_sensitive_header, secret_variants, url_password
 
 _VAR_TOKEN_RE: Final = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
 _VAR_BODY_RE: Final = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?::-(.*))?", re.DOTALL)
@@ -77,6 +77,9 @@ def raw_secrets(data: object, env: Mapping[str, str], secret_keys: Collection[st
                     found.update(secret_variants(value))
 
     if isinstance(data, dict):
+        state = data.get("state")
+        if isinstance(state, dict) and isinstance(state.get("url"), str):
+            found.update(url_password(state["url"]))
         for signal in ("traces", "logs"):
             section = data.get(signal)
             if isinstance(section, dict):

@@ -23,13 +23,21 @@ from exporter.config.model import Config, ConfigError, MetricsConfig, RunsConfig
 from exporter.config.options import PlatformSpec
 from exporter.config.otel import LOGS_KEYS, TRACES_KEYS, build_logs, build_traces
 from exporter.config.sources import build_sources
-from exporter.config.validators import v_duration, v_int, v_listen, v_str, v_trace_url
+from exporter.config.validators import (
+    v_database_url,
+    v_duration,
+    v_int,
+    v_listen,
+    v_optional,
+    v_str,
+    v_trace_url,
+)
 from exporter.redact import Redactor
 
 TOP_KEYS: Final = frozenset(
     {"listen", "state", "service_name", "traces", "logs", "metrics", "runs", "status", "sources"}
 )
-STATE_KEYS: Final = frozenset({"path"})
+STATE_KEYS: Final = frozenset({"path", "url"})
 METRICS_KEYS: Final = frozenset({"max_agents", "max_tools"})
 RUNS_KEYS: Final = frozenset({"max_open_age"})
 STATUS_KEYS: Final = frozenset({"trace_url"})
@@ -150,7 +158,12 @@ def _build_config(
         service_name = env.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
 
     state_section = ck.section(top, "state", "", STATE_KEYS)
-    state = StateConfig(path=ck.get(state_section, "path", "state", v_str(), DEFAULT_STATE_PATH))
+    state = StateConfig(
+        path=ck.get(state_section, "path", "state", v_str(), DEFAULT_STATE_PATH),
+        url=ck.get(state_section, "url", "state", v_optional(v_database_url), None),
+    )
+    if "path" in state_section and "url" in state_section:
+        ck.add("state", "set either path (SQLite, one replica) or url (PostgreSQL, shared by replicas), not both")
 
     traces = build_traces(ck.section(top, "traces", "", TRACES_KEYS), env, ck)
     logs = build_logs(ck.section(top, "logs", "", LOGS_KEYS), env, ck)

@@ -8,7 +8,15 @@ from dataclasses import dataclass, field
 
 from exporter.config.durations import format_duration
 from exporter.config.options import Options
-from exporter.redact import REDACTED, Redactor, is_sensitive_header, redact_headers, secret_variants
+from exporter.redact import (
+    REDACTED,
+    Redactor,
+    is_sensitive_header,
+    redact_headers,
+    secret_variants,
+    url_password,
+    url_without_password,
+)
 
 
 class ConfigError(Exception):
@@ -124,7 +132,14 @@ class StatusConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StateConfig:
-    path: str
+    path: str  # the SQLite file, unless `url` is set
+    url: str | None = field(default=None, repr=False)  # a PostgreSQL database shared by replicas
+
+    def secrets(self) -> frozenset[str]:
+        return frozenset(url_password(self.url)) if self.url else frozenset()
+
+    def redacted(self) -> dict[str, object]:
+        return {"url": url_without_password(self.url)} if self.url else {"path": self.path}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +161,11 @@ class SourceConfig:
     # The platform's own keys (its options.py), validated, defaults filled,
     # lists as tuples, durations in seconds.
     options: Options
+    # Agent-by-agent platforms: read as this many shards, each its own
+    # source named `name#k/N` (its own lease, checkpoint and series); `shard`
+    # is k in one of them (config/shards.py), None in the configured source.
+    shards: int = 1
+    shard: int | None = None
 
     def secrets(self) -> frozenset[str]:
         found: set[str] = set()
@@ -172,6 +192,8 @@ class SourceConfig:
             "headers": redact_headers(self.headers),
             "enabled": self.enabled,
         }
+        if self.shards > 1:
+            out["shards"] = self.shards
         out.update(self.options.rendered())
         # Belt and braces: a secret pasted into some other value (a filter, a
         # URL path) is hidden too.
@@ -196,8 +218,10 @@ class Config:
 
     def secrets(self) -> frozenset[str]:
         """Every secret string the exporter holds (min. 4 characters): each
-        source's key or token and every sensitive header value."""
+        source's key or token, every sensitive header value and the
+        password in state.url."""
         found: set[str] = set()
+        found |= {s for s in self.state.secrets() if len(s) >= 4}
         for source in self.sources:
             found |= source.secrets()
         for name, value in (*self.traces.headers.items(), *self.logs.headers.items()):
@@ -215,7 +239,7 @@ class Config:
         out: dict[str, object] = {
             "listen": f"{host}:{self.listen_port}",
             "service_name": self.service_name,
-            "state": {"path": self.state.path},
+            "state": self.state.redacted(),
             "traces": self.traces.redacted(),
             "logs": self.logs.redacted(),
             "metrics": {"max_agents": self.metrics.max_agents, "max_tools": self.metrics.max_tools},

@@ -39,6 +39,7 @@ SOURCE_COMMON_KEYS: Final = frozenset(
         "start_from",
         "headers",
         "enabled",
+        "shards",
     }
 )
 
@@ -143,6 +144,10 @@ def _build_source(
     start_from = ck.get(section, "start_from", path, v_duration(), 3600.0)
     headers = ck.get(section, "headers", path, v_headers(lower=False), dict[str, str]())
     enabled = ck.get(section, "enabled", path, v_bool, True)
+    shards = ck.get(section, "shards", path, v_int(1, 64), 1)
+    if spec is not None and shards > 1 and "agents" not in spec.options.specs():
+        shardable = and_list(sorted(p.name for p in platforms.values() if "agents" in p.options.specs()))
+        ck.add(join_path(path, "shards"), f"only platforms read agent by agent can be sharded ({shardable})")
     if spec is None or name is None:
         return name, None
     secret = ck.get(section, spec.secret_key, path, v_secret, None, required=True)
@@ -162,4 +167,5 @@ def _build_source(
         headers=headers,
         enabled=enabled,
         options=options,
+        shards=shards,
     )

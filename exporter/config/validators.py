@@ -22,7 +22,7 @@ from exporter.config.checker import (
     show,
 )
 from exporter.config.durations import format_duration, parse_duration
-from exporter.redact import is_sensitive_header
+from exporter.redact import is_sensitive_header, url_without_password
 
 T = TypeVar("T")
 
@@ -253,6 +253,27 @@ def v_base_url(value: object, path: str, ck: Checker) -> str:
 
 
 ENDPOINT_EXAMPLE: Final = "like http://localhost:4318"
+
+
+DATABASE_EXAMPLE: Final = "like postgresql://exporter:${PGPASSWORD}@db:5432/exporter"
+
+
+def v_database_url(value: object, path: str, ck: Checker) -> str:
+    """A PostgreSQL URL (psycopg takes the query's connection parameters,
+    such as sslmode). Messages show it with its password hidden."""
+    if not isinstance(value, str) or not value.strip():
+        ck.fail(path, f"must be a PostgreSQL URL {DATABASE_EXAMPLE} (got {kind_of(value)})")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError as err:
+        ck.fail(path, f"is not a valid URL ({err}; got {show(url_without_password(value))})")
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        ck.fail(
+            path,
+            f"must be a PostgreSQL URL with a database, {DATABASE_EXAMPLE} (got {show(url_without_password(value))})",
+        )
+    return value
 
 
 def v_endpoint(value: object, path: str, ck: Checker) -> str:

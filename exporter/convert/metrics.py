@@ -157,6 +157,17 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec(
         "agent_exporter_build_info", Kind.GAUGE, "Always 1; the version as a label.", ("version",), persisted=False
     ),
+    # Replicas on a shared PostgreSQL state: this process's own, counted from its start.
+    MetricSpec(
+        "agent_exporter_leases_held", Kind.GAUGE, "Source leases this replica holds (reads).", (), persisted=False
+    ),
+    MetricSpec(
+        "agent_exporter_lease_changes_total",
+        Kind.COUNTER,
+        "Leases this replica acquired, released (to even out the work, or at exit) or lost.",
+        ("change",),
+        persisted=False,
+    ),
 )
 SPECS = {spec.name: spec for spec in METRICS}
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -27,6 +27,7 @@ from exporter.convert.metrics import Op, Update
 from exporter.export.otlp import LOGS, TRACES, LogSender, Outcome, Sender, SendResult, SpanSender
 from exporter.export.prometheus import MetricsBook, SeriesKey
 from exporter.model import ActivityEvent, Run
+from exporter.state.db import StateUnavailable
 from exporter.state.store import OutboxRow, StateStore
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,12 @@ class OutboxDrain:
         *,
         logs: LogSender | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sources: Callable[[], Collection[str] | None] = lambda: None,
     ) -> None:
+        """`sources`: whose rows to deliver (None: all); a replica delivers
+        the spans of the sources it reads, so two never send one row."""
         self._store = recorder.store
+        self._sources = sources
         self._spans = sender
         self._logs = logs
         lanes: list[tuple[str, Sender | None]] = [(TRACES, sender), (LOGS, logs)]
@@ -102,6 +107,7 @@ class OutboxDrain:
         self._recorder = recorder
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._state_wait = 0.0  # backoff while the state database is away (0: it answers)
         self._clock = clock
         self._delivered = threading.Condition()  # notified whenever rows leave the outbox
         self._thread = threading.Thread(target=self._loop, name="outbox-drain", daemon=True)
@@ -161,19 +167,25 @@ class OutboxDrain:
 
     def waiting(self) -> bool:
         """Whether rows of a signal this drain sends wait in the outbox."""
-        return bool(self._store.outbox_take(1, self._signals))
+        return bool(self._store.outbox_take(1, self._signals, self._sources()))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._backoff() or 1.0)
+            self._wake.wait(self._backoff() or self._state_wait or 1.0)
             self._wake.clear()
             if self._stop.is_set():
                 return
-            self._linger()
-            while self.drain_once(wait_out_backoff=True):
-                if self._stop.is_set():
-                    return
+            try:
                 self._linger()
+                while self.drain_once(wait_out_backoff=True):
+                    if self._stop.is_set():
+                        return
+                    self._linger()
+                self._state_wait = 0.0
+            except StateUnavailable as err:  # the database is away: the rows wait in it
+                if not self._state_wait:
+                    log.warning("outbox: state database unreachable, delivery waits: %s", err)
+                self._state_wait = min(MAX_BACKOFF, max(1.0, self._state_wait * 2))
 
     def _linger(self) -> None:
         """Let a batch fill (up to LINGER_SECONDS) rather than post every
@@ -204,7 +216,7 @@ class OutboxDrain:
         return moved
 
     def _drain_lane(self, lane: _Lane) -> bool:
-        rows = self._store.outbox_take(MAX_BATCH_SPANS, (lane.signal,))
+        rows = self._store.outbox_take(MAX_BATCH_SPANS, (lane.signal,), self._sources())
         if not rows:
             lane.backoff = 0.0
             return False

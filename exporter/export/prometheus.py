@@ -48,15 +48,28 @@ class Histogram:
 
 
 class MetricsBook:
-    def __init__(self, persisted: Mapping[SeriesKey, object], *, max_agents: int, max_tools: int) -> None:
+    """`shared`: replicas share the state (PostgreSQL). Then the book holds
+    only the series of the sources this replica reads (`adopt` on taking a
+    source's lease, `forget` on losing it), and a series without a source
+    label is this process's own: counted from 0, never stored, as two
+    replicas would otherwise write one row."""
+
+    def __init__(
+        self, persisted: Mapping[SeriesKey, object], *, max_agents: int, max_tools: int, shared: bool = False
+    ) -> None:
         self._lock = threading.Lock()
         self._values: dict[SeriesKey, object] = {}
         self._live: dict[SeriesKey, float] = {}
         self._caps = {"agent": max_agents, "tool": max_tools}
+        self._shared = shared
         # Admitted values per (label, source): the cap is per source, and is
         # rebuilt from the persisted series so it holds across restarts.
         self._admitted: dict[tuple[str, str], set[str]] = {}
-        for (name, labels), value in persisted.items():
+        self._load(persisted.items())
+        self._snapshot: Mapping[SeriesKey, object] = MappingProxyType(dict(self._values))
+
+    def _load(self, persisted: Iterable[tuple[SeriesKey, object]]) -> None:
+        for (name, labels), value in persisted:
             spec = SPECS.get(name)
             if spec is None or not spec.persisted or len(labels) != len(spec.labels):
                 continue  # a metric this version no longer has
@@ -64,7 +77,26 @@ class MetricsBook:
                 Histogram.from_json(value, len(spec.buckets)) if spec.kind is Kind.HISTOGRAM else float(value)  # type: ignore[arg-type]
             )
             self._capped(spec.labels, labels)
-        self._snapshot: Mapping[SeriesKey, object] = MappingProxyType(dict(self._values))
+
+    # -- a source's series coming and going (replicas; under the commit lock) -
+
+    def adopt(self, source: str, persisted: Mapping[SeriesKey, object]) -> None:
+        """Take on a source's series at their stored totals (of `persisted`,
+        only those of `source`), replacing what the book had of it."""
+        self.forget(source)
+        with self._lock:
+            self._load((k, v) for k, v in persisted.items() if _source_of(k) == source)
+            self._snapshot = MappingProxyType(dict(self._values))
+
+    def forget(self, source: str) -> None:
+        """Stop showing a source's series (stored and live): another replica reads it now."""
+        with self._lock:
+            for store in (self._values, self._live):
+                for key in [k for k in store if _source_of(k) == source]:
+                    del store[key]
+            for capped in [k for k in self._admitted if k[1] == source]:
+                del self._admitted[capped]
+            self._snapshot = MappingProxyType(dict(self._values))
 
     # -- staging and publishing (by pipeline.Recorder, under its commit lock) -
 
@@ -87,7 +119,11 @@ class MetricsBook:
             self._snapshot = MappingProxyType(dict(self._values))
 
     def persisted_form(self, staged: Mapping[SeriesKey, object]) -> dict[SeriesKey, object]:
-        return {k: (v.to_json() if isinstance(v, Histogram) else v) for k, v in staged.items()}
+        return {
+            k: (v.to_json() if isinstance(v, Histogram) else v)
+            for k, v in staged.items()
+            if not self._shared or _source_of(k) is not None
+        }
 
     def _capped(self, names: tuple[str, ...], values: tuple[str, ...]) -> tuple[str, ...]:
         """Bound label cardinality: past the cap, new agents and tools are 'other'."""
@@ -130,6 +166,14 @@ class MetricsBook:
     def value(self, name: str, labels: tuple[str, ...]) -> object:
         values, live = self.snapshot()
         return live.get((name, labels), values.get((name, labels)))
+
+
+def _source_of(key: SeriesKey) -> str | None:
+    """The series' source label, if its metric has one."""
+    spec = SPECS.get(key[0])
+    if spec is None or "source" not in spec.labels or len(key[1]) != len(spec.labels):
+        return None
+    return key[1][spec.labels.index("source")]
 
 
 def _apply(kind: Kind, buckets: tuple[float, ...], u: Update, current: object) -> object:

@@ -1,12 +1,14 @@
-"""The SQLite store: checkpoints, open runs, dedup keys, metric series and the
-outbox (spans, and log records when logs are on). All SQL lives here (the schema in schema.py). A poll's batch is
-written in one transaction, so a crash leaves either all of it or none of it.
+"""The state store: checkpoints, open runs, dedup keys, metric series and
+the outbox (spans, and log records when logs are on), in SQLite (a file) or
+PostgreSQL (state.url). All SQL lives here (the schema in schema.py),
+written once for both engines (state/db.py holds what differs). A poll's
+batch is written in one transaction, so a crash leaves either all of it or
+none of it.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -14,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from exporter.model import Batch, OpenRun
-from exporter.state.schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from exporter.state.db import ENGINE_ERRORS, Database, SqliteDatabase, Transaction, unusable
+from exporter.state.leases import Fence
+from exporter.state.schema import MIGRATIONS, SCHEMA_VERSION, schema
 
 SeriesKey = tuple[str, tuple[str, ...]]  # (metric name, label values)
 TRACES, LOGS = "traces", "logs"  # the signal of an outbox row
@@ -22,11 +26,11 @@ LOOKUP_CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
 
 
 class StateError(Exception):
-    """The state file cannot be used; the message says how to recover."""
+    """The state cannot be used; the message says how to recover."""
 
 
 class NewerStateError(StateError):
-    """The state file was written by a newer exporter's schema."""
+    """The state was written by a newer exporter's schema."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,50 +57,45 @@ class Dropped:
 class StateStore:
     """One connection shared by the scheduler's threads and the outbox drain,
     serialised by a lock: SQLite has one writer anyway, and each transaction
-    is short."""
+    is short. `where`: a state file's path, or an open Database (PostgreSQL)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = str(path)
+    def __init__(self, where: str | Path | Database) -> None:
         self._lock = threading.RLock()
         self._outbox_total: int | None = None  # cached sum(spans) of the outbox; None: count again
+        self.name = f"state file {where}" if isinstance(where, str | Path) else where.name
         try:
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            self._db.execute("PRAGMA busy_timeout=5000")
-            ok = self._db.execute("PRAGMA quick_check").fetchone()[0]
-            if ok != "ok":
-                raise sqlite3.DatabaseError(ok)
+            self._db: Database = SqliteDatabase(str(where)) if isinstance(where, str | Path) else where
+            self._db.check()
             self._migrate()
         except NewerStateError:
             raise
-        except sqlite3.DatabaseError as err:
-            raise StateError(
-                f"state file {self.path} is unreadable or corrupt ({err}). Keep it for inspection, then move it "
-                "aside and start again: the exporter re-reads `start_from` of history and counters restart at 0"
-            ) from err
+        except ENGINE_ERRORS as err:
+            raise StateError(unusable(self.name, err)) from err
 
     def _migrate(self) -> None:
-        """A new file gets the current schema; an older one is brought up to
-        it step by step; a newer one is refused (its meaning is unknown)."""
-        self._db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            self._db.executescript(SCHEMA)
-            self._db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-            return
-        version = int(row[0])
-        if version > SCHEMA_VERSION:
-            raise NewerStateError(
-                f"state file {self.path} has schema version {version}, written by a newer exporter; this one "
-                f"reads up to version {SCHEMA_VERSION}. Run the newer exporter, or point state.path elsewhere"
-            )
-        while version < SCHEMA_VERSION:
-            with self._transaction() as db:
+        """A new database gets the current schema; an older one is brought
+        up to it, in one transaction; a newer one is refused (its meaning is
+        unknown). Under the schema lock: replicas starting together migrate
+        once."""
+        with self._transaction() as db:
+            db.lock_schema()
+            db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            version = SCHEMA_VERSION if row is None else int(row[0])
+            if version > SCHEMA_VERSION:
+                raise NewerStateError(
+                    f"{self.name} has schema version {version}, written by a newer exporter; this one reads up "
+                    f"to version {SCHEMA_VERSION}. Run the newer exporter, or point {db.setting} elsewhere"
+                )
+            while version < SCHEMA_VERSION:
                 db.execute(MIGRATIONS[version])
                 version += 1
                 db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(version),))
-        self._db.executescript(SCHEMA)  # indexes added since (IF NOT EXISTS)
+            for statement in schema(db.types, db.shared).split(";"):
+                if statement.strip():  # tables of a new database, indexes added since (IF NOT EXISTS)
+                    db.execute(statement)
+            if row is None:
+                db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
 
     def close(self) -> None:
         with self._lock:
@@ -217,14 +216,19 @@ class StateStore:
         outbox: Iterable[tuple[str, int, bytes]],
         series: Mapping[SeriesKey, object],
         outbox_bound: int | None,
+        *,
         logs: tuple[int, bytes] | None = None,
+        fence: Fence | None = None,
     ) -> Dropped:
         """Write one batch: open-run changes, dedup keys, checkpoint, spans
         (rows of (run id, span count, payload)), its log records (one row of
         (record count, payload)) and absolute metric values, all or nothing.
         Returns what was dropped from the outbox to keep it within
-        `outbox_bound` (None: drop nothing)."""
+        `outbox_bound` (None: drop nothing). With a `fence`, only while that
+        lease is still this replica's (else LeaseLost, nothing written)."""
         with self._lock, self._transaction() as db:
+            if fence is not None:
+                fence.check(db)
             if batch.open_deletes:
                 deletes = [(source, r) for r in batch.open_deletes]
                 db.executemany("DELETE FROM open_runs WHERE source=? AND run_id=?", deletes)
@@ -232,7 +236,9 @@ class StateStore:
             if batch.open_upserts:
                 kept = [o for o in batch.open_upserts.values() if o.run_id not in batch.open_deletes]
                 db.executemany(
-                    "INSERT OR REPLACE INTO open_runs VALUES(?,?,?,?,?,?)",
+                    "INSERT INTO open_runs VALUES(?,?,?,?,?,?) ON CONFLICT(source, run_id) DO UPDATE SET"
+                    " agent=excluded.agent, opened_at=excluded.opened_at, finished=excluded.finished,"
+                    " data=excluded.data",
                     ((source, o.run_id, o.agent, o.opened_at, int(o.finished), _compact_json(o.data)) for o in kept),
                 )
                 db.executemany(
@@ -241,12 +247,16 @@ class StateStore:
                 )
             if batch.seen_add:
                 db.executemany(
-                    "INSERT OR IGNORE INTO seen VALUES(?,?,?)", ((source, k, at) for k, at in batch.seen_add.items())
+                    "INSERT INTO seen VALUES(?,?,?) ON CONFLICT DO NOTHING",
+                    ((source, k, at) for k, at in batch.seen_add.items()),
                 )
             if batch.seen_prune_before is not None:
                 db.execute("DELETE FROM seen WHERE source=? AND at<?", (source, batch.seen_prune_before))
             if batch.checkpoint is not None:
-                db.execute("INSERT OR REPLACE INTO checkpoints VALUES(?,?)", (source, json.dumps(batch.checkpoint)))
+                db.execute(
+                    "INSERT INTO checkpoints VALUES(?,?) ON CONFLICT(source) DO UPDATE SET data=excluded.data",
+                    (source, json.dumps(batch.checkpoint)),
+                )
             rows: list[tuple[str | None, int, bytes]] = list(outbox)
             if logs is not None:
                 rows.append((None, *logs))
@@ -270,30 +280,36 @@ class StateStore:
             self._write_series(db, series)
 
     @staticmethod
-    def _write_series(db: sqlite3.Connection, series: Mapping[SeriesKey, object]) -> None:
+    def _write_series(db: Database, series: Mapping[SeriesKey, object]) -> None:
         if series:
             db.executemany(
-                "INSERT OR REPLACE INTO series VALUES(?,?,?)",
+                "INSERT INTO series VALUES(?,?,?) ON CONFLICT(name, labels) DO UPDATE SET value=excluded.value",
                 ((name, json.dumps(labels), json.dumps(value)) for (name, labels), value in series.items()),
             )
 
     # -- outbox ------------------------------------------------------------
 
-    def outbox_take(self, max_spans: int, signals: tuple[str, ...] = (TRACES, LOGS)) -> list[OutboxRow]:
+    def outbox_take(
+        self, max_spans: int, signals: tuple[str, ...] = (TRACES, LOGS), sources: Iterable[str] | None = None
+    ) -> list[OutboxRow]:
         """The oldest rows of these signals, up to max_spans items (at least
-        one row)."""
+        one row); only rows of `sources` when given (a replica drains what it
+        reads)."""
         taken: list[OutboxRow] = []
         total = 0
-        marks = ",".join("?" * len(signals))
+        where = f"WHERE signal IN ({','.join('?' * len(signals))})"
+        names: list[str] = []
+        if sources is not None:
+            names = sorted(set(sources))
+            if not names:
+                return []
+            where += f" AND source IN ({','.join('?' * len(names))})"
         with self._lock:
             # Stepped row by row: rows hold several spans, so reading LIMIT
             # max_spans rows at once would load payloads that stay behind.
-            where = f"WHERE signal IN ({marks})"
             cursor = self._db.execute(
-                "SELECT id, source, spans, payload, attempts, run, signal FROM outbox "  # noqa: S608 (placeholders)
-                + where
-                + " ORDER BY id LIMIT ?",
-                (*signals, max_spans),
+                f"SELECT id, source, spans, payload, attempts, run, signal FROM outbox {where} ORDER BY id LIMIT ?",  # noqa: S608 (placeholders)
+                (*signals, *names, max_spans),
             )
             try:
                 for row in cursor:
@@ -328,15 +344,16 @@ class StateStore:
         with self._lock:
             return self._outbox_sum(self._db)
 
-    def _outbox_sum(self, db: sqlite3.Connection) -> int:
+    def _outbox_sum(self, db: Database) -> int:
         """Spans in the outbox: counted once, then kept up to date by every
-        committed write (a write that rolls back leaves it to be recounted)."""
-        if self._outbox_total is None:
+        committed write (a write that rolls back leaves it to be recounted).
+        A database replicas share is counted every time: they all write it."""
+        if self._outbox_total is None or db.shared:
             self._outbox_total = int(db.execute("SELECT coalesce(sum(spans), 0) FROM outbox").fetchone()[0])
         return self._outbox_total
 
     @staticmethod
-    def _trim_outbox(db: sqlite3.Connection, total: int, bound: int) -> tuple[int, Dropped]:
+    def _trim_outbox(db: Database, total: int, bound: int) -> tuple[int, Dropped]:
         spans, runs, logs = 0, [], 0
         while total > bound:
             row = db.execute("SELECT id, spans, source, run, signal FROM outbox ORDER BY id LIMIT 1").fetchone()
@@ -351,20 +368,8 @@ class StateStore:
 
     # -- plumbing ------------------------------------------------------------
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def _transaction(self) -> Transaction:
+        return Transaction(self._db)
 
 
 def _chunks(values: Iterable[str]) -> Iterator[list[str]]:

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,13 +192,18 @@ def kill_9_rounds(
 
 
 def assert_equal_to_the_truth(
-    exporter: ExporterProcess, receiver: OtlpReceiver, truth: Any, sources: Mapping[str, str] = SOURCE
+    exporter: ExporterProcess | Sequence[ExporterProcess],
+    receiver: OtlpReceiver,
+    truth: Any,
+    sources: Mapping[str, str] = SOURCE,
 ) -> Metrics:
     """Wait until every finished run of `truth` (the simulator's, per
     platform) reached the receiver once, then check that the counters equal
     it: runs per agent and status, tool calls, cost, runtools' activity
-    events. `sources`: platform -> name of the source reading it. Returns
-    the final /metrics."""
+    events. `sources`: platform -> name of the source reading it. Several
+    exporters (replicas): their counters summed, once their leases have
+    settled. Returns the final /metrics (summed)."""
+    exporters = [exporter] if isinstance(exporter, ExporterProcess) else list(exporter)
     for platform, source in sources.items():
         runs = truth[platform]["runs"]
 
@@ -206,7 +211,33 @@ def assert_equal_to_the_truth(
             return exported_runs(receiver, source) == {r["run_id"] for r in runs}
 
         wait_for(all_exported, timeout=120, interval=0.5, what=f"{platform}: every finished run, once")
-    metrics = exporter.metrics()
+    if len(exporters) > 1:
+
+        def settled() -> bool:
+            try:
+                check_counters(summed_metrics(exporters), truth, sources)
+            except AssertionError:
+                return False
+            return True
+
+        wait_for(settled, timeout=30, interval=0.5, what="the counters summed over the replicas to equal the truth")
+    metrics = summed_metrics(exporters)
+    check_counters(metrics, truth, sources)
+    return metrics
+
+
+def summed_metrics(exporters: Sequence[ExporterProcess]) -> Metrics:
+    """Every exporter's /metrics, each sample summed over them (what
+    `sum without (instance)` gives in Prometheus)."""
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for exporter in exporters:
+        for key, value in exporter.metrics().items():
+            out[key] = out.get(key, 0.0) + value
+    return out
+
+
+def check_counters(metrics: Metrics, truth: Any, sources: Mapping[str, str]) -> None:
+    """The counters of `metrics` equal the truth (assertion errors say where not)."""
     for platform, source in sources.items():
         runs = truth[platform]["runs"]
         got = Counter(
@@ -232,7 +263,6 @@ def assert_equal_to_the_truth(
             }
         )
         assert got_events == events
-    return metrics
 
 
 def assert_no_secret(text: str) -> None:

@@ -27,24 +27,39 @@ def history() -> Iterator[Simulator]:
     sim.stop()
 
 
-def once(tmp_path: Path, sim: Simulator, traces: dict[str, object], key: str = "sim-runtools-key") -> int:
+def once(
+    tmp_path: Path,
+    sim: Simulator,
+    traces: dict[str, object],
+    key: str = "sim-runtools-key",
+    state: dict[str, object] | None = None,
+) -> int:
     config = write_config(
         tmp_path / "config.yaml",
         [{"name": "feed", "type": "runtools", "base_url": sim.url("runtools"), "api_key": key, "start_from": "1h"}],
         port=free_port(),
         traces=traces,
+        **({"state": state} if state else {}),
     )
     return subprocess.run(
         [sys.executable, "-m", "exporter", "once", "-c", str(config)], timeout=120, capture_output=True
     ).returncode
 
 
-@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
-def test_once_delivers_one_trace_per_finished_run(tmp_path: Path, history: Simulator, protocol: str) -> None:
+@pytest.mark.parametrize(
+    ("protocol", "engine"), [("http/protobuf", "sqlite"), ("grpc", "sqlite"), ("grpc", "postgresql")]
+)
+def test_once_delivers_one_trace_per_finished_run(
+    tmp_path: Path, history: Simulator, protocol: str, engine: str, request: pytest.FixtureRequest
+) -> None:
+    """On either state engine: the second `once` finds the first one's checkpoint."""
+    state: dict[str, object] | None = (
+        {"url": request.getfixturevalue("postgres_url")} if engine == "postgresql" else None
+    )
     receiver = OtlpReceiver()
     endpoint = receiver.start_grpc() if protocol == "grpc" else receiver.start()
     try:
-        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}) == 0
+        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}, state=state) == 0
         truth = truth_of(history)["platforms"]["runtools"]["runs"]
         expected = {trace_id_for("runtools", history.url("runtools"), r["run_id"]) for r in truth}
         root_traces = [s.trace_id for s in receiver.snapshot() if not s.parent_span_id]
@@ -52,8 +67,9 @@ def test_once_delivers_one_trace_per_finished_run(tmp_path: Path, history: Simul
         assert all(s.resource["agent_activity.source"] == "feed" for s in receiver.snapshot())
         # A second `once` on the same state sends nothing again.
         spans = len(receiver.snapshot())
-        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}) == 0
+        assert once(tmp_path, history, {"endpoint": endpoint, "protocol": protocol}, state=state) == 0
         assert len(receiver.snapshot()) == spans
+        assert (tmp_path / "state.db").exists() == (engine == "sqlite")
     finally:
         receiver.stop()
 

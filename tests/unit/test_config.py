@@ -30,6 +30,7 @@ from exporter.config import (
 )
 from exporter.config.load import STATUS_KEYS, TOP_KEYS
 from exporter.config.options import Options
+from exporter.config.shards import expand, in_shard, shard_of
 from exporter.redact import Redactor
 from exporter.sources.agent_activities.options import AgentActivitiesOptions
 from exporter.sources.bctrl.options import BctrlOptions
@@ -581,6 +582,49 @@ def test_redacted_output_is_a_loadable_config_shape(tmp_path: Path) -> None:
     assert again.sources[0].secret == "***"
 
 
+def test_state_url_password_is_a_secret_hidden_everywhere() -> None:
+    config = load_fixture("state_url.ok.yaml")
+    assert config.state.url == "postgresql://exporter:s3cret%2Fpg-pass@db.internal:5432/exporter?sslmode=require"
+    assert {"s3cret%2Fpg-pass", "s3cret/pg-pass"} <= config.secrets()  # as written and as psycopg decodes it
+    assert config.redacted()["state"] == {"url": "postgresql://exporter:***@db.internal:5432/exporter?sslmode=require"}
+    assert "s3cret" not in repr(config)
+    assert config.redactor().redact("FATAL: password s3cret/pg-pass refused") == "FATAL: password *** refused"
+
+
+def test_state_defaults_to_the_sqlite_file_without_a_url() -> None:
+    config = load_fixture("minimal.ok.yaml")
+    assert config.state.url is None and config.redacted()["state"] == {"path": "./exporter-state.db"}
+
+
+def test_shards_split_the_configured_agents_into_sources_of_their_own(tmp_path: Path) -> None:
+    agents = [f"agt_{i}" for i in range(12)]
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {"name": "aa", "type": "agent_activities", "base_url": "https://x.example", "token": "tok-1234"}
+                    | {"agents": agents, "shards": 3}
+                ]
+            }
+        ),
+        encoding="utf-8",
+    )
+    (source,) = load_config(path, env={}).sources
+    assert source.shards == 3 and source.redacted()["shards"] == 3
+    shards = expand(source)
+    assert [s.name for s in shards] == ["aa#0/3", "aa#1/3", "aa#2/3"]
+    assert [s.shard for s in shards] == [0, 1, 2]
+    split = [AgentActivitiesOptions.of(s.options).agents for s in shards]
+    assert sorted(a for part in split for a in part) == sorted(agents)  # each agent in exactly one shard
+    assert all(part for part in split)  # 12 agents over 3 shards: none empty (the hash spreads them)
+    for k, (shard, part) in enumerate(zip(shards, split, strict=True)):
+        assert all(shard_of(a, 3) == k and in_shard(shard, a) for a in part)
+        assert not any(in_shard(shard, a) for a in agents if a not in part)
+    assert expand(load_config(path, env={}).sources[0]) == shards  # the same split every time
+    assert all(in_shard(source, a) for a in agents)  # the configured source itself reads every agent
+
+
 def test_repr_shows_no_secret() -> None:
     text = repr(redaction_config())
     for secret in REDACTION_SECRETS:
@@ -633,7 +677,7 @@ def test_example_yaml_needs_its_variables() -> None:
 
 def test_example_yaml_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
-    keys = {"listen", "state", "path", "service_name", "traces", "metrics", "runs", "sources"}
+    keys = {"listen", "state", "path", "url", "service_name", "traces", "metrics", "runs", "sources"}
     keys |= {
         "endpoint",
         "protocol",
@@ -647,7 +691,7 @@ def test_example_yaml_documents_every_key() -> None:
     keys |= {"max_agents", "max_tools", "max_open_age"}
     keys |= TOP_KEYS | STATUS_KEYS
     keys |= {"name", "type", "base_url", "interval", "max_requests_per_minute", "start_from", "enabled"}
-    keys |= {"max_requests_per_second", "concurrency"}
+    keys |= {"max_requests_per_second", "concurrency", "shards"}
     for spec in PLATFORMS.values():
         keys |= {spec.secret_key, *spec.options.specs()}
     missing = sorted(

@@ -8,10 +8,9 @@ they carry against the exporter's own validation, and the wiring between
 the files (ports, probes, Secret keys, image paths, scrape targets), so
 that none of them can drift from the others or from the image.
 
-`state.url` and `sources[].shards` come with the PostgreSQL backend. Until
-that is merged, the configs are validated with `state.url` turned into a
-`state.path` and `shards` dropped (`without_backend_keys`), and the tests
-that load them as shipped are strict xfails.
+The configs are validated as shipped (`state.url` from the environment,
+`shards`); tests/integration/test_deploy_probes.py runs the ConfigMap's
+config against a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 COMPOSE = ROOT / "docker-compose.yml"
 # The oldest Kubernetes still commonly run; the schemas ship with the package (no network).
 KUBERNETES_VERSION = "1.30.0"
-NEEDS_STATE_URL = pytest.mark.xfail(strict=True, reason="needs state.url from the PostgreSQL backend")
 # ${NAME} without a default: what the environment must supply.
 REQUIRED_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -61,17 +59,6 @@ def dockerfile(instruction: str) -> str:
     """The argument of the Dockerfile's last `instruction` line."""
     lines = [line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith(f"{instruction} ")]
     return lines[-1].split(" ", 1)[1].strip()
-
-
-def without_backend_keys(config: Doc) -> Doc:
-    """The config as this branch's exporter accepts it: `state.url` becomes a
-    `state.path`, `shards` is dropped. Everything else is checked as shipped."""
-    changed = copy.deepcopy(config)
-    assert set(changed["state"]) == {"url"}, "the shipped config keeps its state in PostgreSQL"
-    changed["state"] = {"path": "./exporter-state.db"}
-    for source in changed["sources"]:
-        source.pop("shards", None)
-    return changed
 
 
 def load(text: str, tmp_path: Path, env: dict[str, str]) -> None:
@@ -233,14 +220,8 @@ def test_secret_keys_are_exactly_what_the_config_references() -> None:
             assert REQUIRED_VAR.fullmatch(str(source.get(key, "${X}"))), (source["name"], key)
 
 
-def test_configmap_config_validates_with_the_secrets_environment(tmp_path: Path) -> None:
-    config = without_backend_keys(yaml.safe_load(k8s_config_text()))
-    assert any(s.get("shards") for s in yaml.safe_load(k8s_config_text())["sources"]), "the example shards a source"
-    load(yaml.safe_dump(config), tmp_path, k8s_env())
-
-
-@NEEDS_STATE_URL
 def test_configmap_config_validates_as_shipped(tmp_path: Path) -> None:
+    assert any(s.get("shards") for s in yaml.safe_load(k8s_config_text())["sources"]), "the example shards a source"
     load(k8s_config_text(), tmp_path, k8s_env())
 
 
@@ -275,16 +256,11 @@ def test_replicas_config_reads_the_same_sources_as_the_single_exporter() -> None
     several = yaml.safe_load(compose_config_text("exporter-replicas-config"))
     assert several["state"] == {"url": "${EXPORTER_STATE_URL}"}
     assert set(REQUIRED_VAR.findall(compose_config_text("exporter-replicas-config"))) == {"EXPORTER_STATE_URL"}
-    assert without_backend_keys(several)["sources"] == single["sources"]
+    unsharded = [{k: v for k, v in source.items() if k != "shards"} for source in several["sources"]]
+    assert unsharded == single["sources"]
     assert any(s.get("shards") for s in several["sources"]), "the profile shows shards"
 
 
-def test_replicas_config_validates_with_the_replicas_environment(tmp_path: Path) -> None:
-    config = without_backend_keys(yaml.safe_load(compose_config_text("exporter-replicas-config")))
-    load(yaml.safe_dump(config), tmp_path, replicas()["exporter-1"]["environment"])
-
-
-@NEEDS_STATE_URL
 def test_replicas_config_validates_as_shipped(tmp_path: Path) -> None:
     load(compose_config_text("exporter-replicas-config"), tmp_path, replicas()["exporter-1"]["environment"])
 

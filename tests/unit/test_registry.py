@@ -98,3 +98,38 @@ def test_live_gauges_replace_per_source() -> None:
     assert book.value("agent_runs_in_progress", ("feed", "runtools", "a")) == 0.0
     assert book.value("agent_runs_in_progress", ("other", "bctrl", "c")) == 3.0
     assert book.value("agent_runs_in_progress", ("feed", "runtools", "b")) == 1.0
+
+
+def test_a_replica_shows_a_source_from_its_stored_totals_and_drops_it_with_its_lease() -> None:
+    stored = {
+        ("agent_runs_total", ("feed", "runtools", "triage", "failed")): 5.0,
+        ("agent_runs_total", ("other", "runtools", "triage", "failed")): 7.0,
+        ("agent_exporter_spans_exported_total", ("success",)): 99.0,
+    }
+    book = MetricsBook({}, max_agents=1, max_tools=10, shared=True)
+    book.adopt("feed", stored)  # took feed's lease: feed's series only, at their totals
+    assert book.value("agent_runs_total", ("feed", "runtools", "triage", "failed")) == 5.0
+    assert book.value("agent_runs_total", ("other", "runtools", "triage", "failed")) is None
+    assert book.value("agent_exporter_spans_exported_total", ("success",)) is None  # another process's count
+    staged = book.stage(run_updates(run(), "ab" * 16))
+    assert staged[("agent_runs_total", ("feed", "runtools", "triage", "failed"))] == 6.0  # continues
+    capped = book.stage([Update(Op.INC, "agent_runs_total", ("feed", "runtools", "newcomer", "failed"), 1)])
+    assert [labels[2] for (_, labels) in capped] == ["other"]  # the cap rebuilt from the adopted series
+    book.publish(staged)
+    book.set_live("agent_exporter_source_up", ("feed",), 1.0)
+    book.forget("feed")  # the lease went elsewhere: nothing of feed is shown
+    assert "feed" not in render(book)
+    assert book.stage([Update(Op.INC, "agent_runs_total", ("feed", "runtools", "newcomer", "failed"), 1)]) == {
+        ("agent_runs_total", ("feed", "runtools", "newcomer", "failed")): 1.0
+    }  # caps forgotten too: the next holder rebuilds them from the stored series
+
+
+def test_a_shared_book_stores_only_series_with_a_source() -> None:
+    updates = [
+        Update(Op.INC, "agent_exporter_spans_exported_total", ("success",), 3),
+        Update(Op.INC, "agent_exporter_polls_total", ("feed", "success"), 1),
+    ]
+    shared = MetricsBook({}, max_agents=10, max_tools=10, shared=True)
+    assert shared.persisted_form(shared.stage(updates)) == {("agent_exporter_polls_total", ("feed", "success")): 1.0}
+    alone = MetricsBook({}, max_agents=10, max_tools=10)
+    assert len(alone.persisted_form(alone.stage(updates))) == 2  # one process on a state file stores both

@@ -3,6 +3,7 @@ dedup, failures and request counts."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from typing import cast
 import httpx
 import pytest
 
+from exporter.config.shards import shard_of
 from exporter.convert.traces import run_to_spans, run_trace_id
 from exporter.model import Batch, Run, RunStatus, ToolStatus, parse_time
 from exporter.sources.base import PollContext
@@ -1029,3 +1031,19 @@ def test_a_failing_concurrent_request_fails_the_poll_as_a_sequential_read_does(
     assert (type(err8), str(err8)) == (type(err1), str(err1))
     assert h8.batches == h1.batches and h1.batches  # the same commits before the failure
     assert h8.state.checkpoint == h1.state.checkpoint
+
+
+def test_a_shard_reads_only_the_listed_agents_of_its_shard() -> None:
+    agents = [f"agent{i}" for i in range(8)]
+    p = Platform(agents)
+    p.add(*(execution(f"e{i}", a, -60 * (i + 1)) for i, a in enumerate(agents)))
+    read: dict[int, set[str]] = {}
+    for k in range(2):
+        h = Harness(p)
+        config = dataclasses.replace(source_config("runtype", name=f"rt#{k}/2"), shards=2, shard=k)
+        h.source = RuntypeSource(config, transport=httpx.MockTransport(p))
+        h.poll(T0)
+        read[k] = {r.agent_id for r in h.runs}
+        assert read[k] == {a for a in agents if shard_of(a, 2) == k}
+        assert sorted(cast(dict[str, object], h.state.checkpoint["agents"])) == sorted(read[k])
+    assert read[0] | read[1] == set(agents) and read[0] and read[1]  # every agent, in one shard each

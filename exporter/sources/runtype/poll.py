@@ -110,7 +110,8 @@ class Poll:
         listed: dict[str, str | None] = {}
         for items, _ in self.s.pages(AGENTS_PATH, {}):
             for agent_id, name in parse_each(self.s.name, items, lambda i: parse_agent(self.s.name, i), batch, "agent"):
-                listed[agent_id] = name
+                if self.s.in_shard(agent_id):
+                    listed[agent_id] = name
         self.agents.listed(listed, self.ctx.now)
         yield self._checkpoint_batch(batch)
 

@@ -35,11 +35,12 @@ thread (poll.py), so a poll yields exactly the batches of a sequential read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from exporter.config import SourceConfig
+from exporter.config.shards import in_shard
 from exporter.model import Batch, OpenRun, Run, ToolCall
 from exporter.sources.ahead import Fetched, attempt
 from exporter.sources.base import CursorGuard, PlatformSource, PollContext, envelope, parse_each
@@ -101,6 +102,7 @@ class RuntypeSource(PlatformSource):
     def configure(self, config: SourceConfig) -> None:
         opts = RuntypeOptions.of(config.options)
         self.configured_agents: tuple[str, ...] | None = None if opts.agents == "all" else tuple(opts.agents)
+        self.in_shard: Callable[[str], bool] = lambda agent_id: in_shard(config, agent_id)  # listed agents it reads
         self.tool_calls = opts.tool_calls
         self._page_size = opts.page_size
         self.lookback = timedelta(seconds=opts.lookback)
