@@ -443,8 +443,9 @@ def exporter_health() -> Json:
     lay.add(stat("Max data lag", f"max(agent_exporter_data_lag_seconds{{{SRC}}})", unit="s",
                  thresholds=[(None, "green"), (300, "orange"), (900, "red")],
                  desc="Now minus the time up to which a source is fully read (worst source)."), 4, 4)
-    lay.add(stat("Spans waiting", "sum(agent_exporter_outbox_spans{instance=~\"$instance\"})", decimals=0,
-                 desc="Spans in the outbox, not yet accepted by the trace backend."), 4, 4)
+    lay.add(stat("Spans waiting", "max(agent_exporter_outbox_spans{instance=~\"$instance\"})", decimals=0,
+                 desc="Spans in the outbox, not yet accepted by the trace backend (replicas share one outbox: "
+                      "the largest count any of them shows)."), 4, 4)
     lay.add(stat("Spans dropped or rejected",
                  "sum(increase(agent_exporter_spans_exported_total{instance=~\"$instance\", "
                  "outcome=~\"dropped|rejected\"}[$__range]))", decimals=0,
@@ -513,6 +514,17 @@ def exporter_health() -> Json:
     lay.add(timeseries("Outbox", [
         target("sum by (instance) (agent_exporter_outbox_spans{instance=~\"$instance\"})", "{{instance}}")],
         decimals=0, desc="Spans (and log records) waiting for their backend."), 8, 8)
+    lay.row("Replicas")
+    lay.add(timeseries("Leases held", [
+        target("sum by (instance) (agent_exporter_leases_held{instance=~\"$instance\"})", "{{instance}}")],
+        decimals=0, desc="Sources (or shards) each replica reads. One exporter on a state file holds all of its "
+                         "sources; replicas on PostgreSQL share them, evenly."), 12, 8)
+    lay.add(timeseries("Lease changes", [
+        target("sum by (change) (increase(agent_exporter_lease_changes_total{instance=~\"$instance\"}"
+               "[$__rate_interval]))", "{{change}}")],
+        decimals=0, colors={"acquired": "green", "released": "blue", "lost": "red"},
+        desc="Leases taken, handed back (to even out the work, or at exit) or lost (taken over after a "
+             "missed renewal: a replica died or was cut off from the database)."), 12, 8)
     variables = [
         datasource_var(),
         query_var("instance", "Exporter", "label_values(agent_exporter_build_info, instance)"),

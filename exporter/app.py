@@ -93,6 +93,8 @@ class Exporter:
         self.sources = [build_source(s, stop=self.stop_event, platforms=platforms) for s in enabled]
         self.jobs = [SourceJob(source, self.pipeline, self.intervals[source.name]) for source in self.sources]
         precreate_series(self.pipeline, [] if shared else self.sources)  # shared: per source when its lease is taken
+        if not shared:  # every source's lease, implicitly: the same series as a replica's
+            self._show_leases(len(self.sources), dict.fromkeys(CHANGES, 0))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ActivityCollector(self.book))
         self.server: ExporterServer | None = None
@@ -111,11 +113,6 @@ class Exporter:
             if self.scheduler is not None:
                 self.scheduler.run_now(name)
 
-        def changes(count: int, changes: Mapping[str, int]) -> None:
-            self.book.set_live("agent_exporter_leases_held", (), float(count))
-            for change, n in changes.items():
-                self.book.set_live("agent_exporter_lease_changes_total", (change,), float(n))
-
         url = self.config.state.url or ""
         keeper = LeaseKeeper(
             LeaseTable(PostgresDatabase(url, url_without_password(url))),  # its own connection: see LeaseTable
@@ -123,9 +120,9 @@ class Exporter:
             on_gain=gain,
             on_held=held,
             on_loss=recorder.forget,
-            on_change=changes,
+            on_change=self._show_leases,
         )
-        changes(0, dict.fromkeys(CHANGES, 0))
+        self._show_leases(0, dict.fromkeys(CHANGES, 0))
         log.info(
             "replica %s: sharing %d source(s) with the replicas on %s",
             keeper.replica,
@@ -133,6 +130,11 @@ class Exporter:
             self.store.name,
         )
         return keeper
+
+    def _show_leases(self, count: int, changes: Mapping[str, int]) -> None:
+        self.book.set_live("agent_exporter_leases_held", (), float(count))
+        for change, n in changes.items():
+            self.book.set_live("agent_exporter_lease_changes_total", (change,), float(n))
 
     def _unready(self) -> str | None:
         error = self.keeper.error if self.keeper else None

@@ -158,6 +158,7 @@ METRICS: tuple[MetricSpec, ...] = (
         "agent_exporter_build_info", Kind.GAUGE, "Always 1; the version as a label.", ("version",), persisted=False
     ),
     # Replicas on a shared PostgreSQL state: this process's own, counted from its start.
+    # A single exporter on a state file holds every source's lease: its count, and no changes.
     MetricSpec(
         "agent_exporter_leases_held", Kind.GAUGE, "Source leases this replica holds (reads).", (), persisted=False
     ),

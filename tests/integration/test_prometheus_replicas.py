@@ -60,7 +60,8 @@ def start_replica(tmp: Path, name: str, sources: list[dict[str, object]], cleanu
     folder = tmp / name
     folder.mkdir()
     port = free_port()
-    config = write_config(folder / "config.yaml", sources, port=port, traces={})
+    logs = {"enabled": True, "protocol": "file", "file": str(folder / "logs.jsonl")}  # its dashboard panel has data
+    config = write_config(folder / "config.yaml", sources, port=port, traces={}, logs=logs)
     exporter = ExporterProcess(config, port, folder / "exporter.log")
     cleanup.callback(exporter.stop)
     exporter.start()
