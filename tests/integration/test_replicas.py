@@ -18,14 +18,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
 
 from simulator import Simulator, parse_faults
 from testkit.exporter_io import Metrics, free_port, write_config
@@ -48,14 +46,6 @@ from tests.integration.helpers import (
 INTERVAL = 2.0  # seconds: each source's interval, so each lease's time to live
 REPLICAS = 3
 PG_PASSWORD = "pg-pass-4d8e2a91"
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    r = OtlpReceiver()
-    r.endpoint = r.start()
-    yield r
-    r.stop()
 
 
 def replica_config(tmp_path: Path, sim: Simulator, receiver: OtlpReceiver, url: str, index: int) -> ExporterProcess:
