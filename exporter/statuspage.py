@@ -92,7 +92,9 @@ def render_status_page(status: Mapping[str, object], refresh: int = REFRESH_SECO
             f'<span class="when">updated {escape(_time(generated))} · refreshes every {int(refresh)}s</span>',
             "</header><main>",
             f'<h2>Sources <span class="count">({len(sources)})</span></h2>',
+            _state_error(status.get("state")),
             _sources(sources, generated),
+            _replicas(status.get("replicas")),
             "<h2>Delivery</h2>",
             _delivery(status),
             f'<h2>Recent runs <span class="count">(last {len(runs)} finished)</span></h2>',
@@ -115,10 +117,43 @@ def _sources(sources: Mapping[str, object], now: datetime | None) -> str:
     return f'<div class="panel"><table id="sources">{head}{"".join(rows)}</table></div>'
 
 
+def _state_error(error: object) -> str:
+    """The state database does not answer (replicas on PostgreSQL): the
+    sources' rows need it, so only this is shown of them."""
+    return f'<div class="panel error" id="state">{escape(_text(error))}</div>' if error else ""
+
+
+def _replicas(replicas: object) -> str:
+    """With state.url: this replica, and which replica holds which lease."""
+    if not isinstance(replicas, Mapping):
+        return ""
+    me, database = _text(replicas.get("replica")), _text(replicas.get("database"))
+    title = f'<h2>Leases <span class="count">(this replica: {escape(me)}; database: {escape(database)})</span></h2>'
+    leases = replicas.get("leases")
+    if not isinstance(leases, Mapping):  # the database does not answer: only what this replica holds is known
+        held = ", ".join(escape(str(name)) for name in _map(replicas.get("held"))) or NONE
+        return f'{title}<div class="panel"><table id="leases"><tr><td>held here: {held}</td></tr></table></div>'
+    head = '<tr><th>Lease</th><th>Holder</th><th class="num">Epoch</th><th class="num">Expires in</th></tr>'
+    rows = []
+    for name, lease in leases.items():
+        row = _map(lease)
+        holder = _text(row.get("holder")) or "none"
+        mine = ' <span class="badge up">this replica</span>' if holder == me else ""
+        expires = _num(row.get("expires_in"))
+        rows.append(
+            f"<tr><td><strong>{escape(str(name))}</strong></td><td>{escape(holder)}{mine}</td>"
+            f'<td class="num">{_int(row.get("epoch"))}</td>'
+            f'<td class="num">{NONE if expires is None else escape(_short(max(0.0, expires)))}</td></tr>'
+        )
+    return f'{title}<div class="panel"><table id="leases">{head}{"".join(rows)}</table></div>'
+
+
 def _source_row(name: str, s: Mapping[str, object], now: datetime | None) -> str:
     up = s.get("up") is True
     error = s.get("last_error")
-    if not s.get("polls"):  # its first poll runs (a backfill may take long): neither up nor down yet
+    if s.get("lease_held") is False:  # replicas: another one reads it (see Leases)
+        state = '<span class="badge">elsewhere</span><div class="sub">another replica holds its lease</div>'
+    elif not s.get("polls"):  # its first poll runs (a backfill may take long): neither up nor down yet
         state = '<span class="badge">pending</span><div class="sub">first poll running</div>'
     else:
         state = f'<span class="badge {"up" if up else "down"}">{"up" if up else "down"}</span>'

@@ -92,6 +92,35 @@ def test_delivery_shows_log_records_only_when_logs_are_on() -> None:
     assert re.search(r'class="v">3</div><div class="k">Log records: failed sends \(retried\)<', page)
 
 
+def test_replicas_show_every_lease_holder_and_sources_read_elsewhere() -> None:
+    shared = status(lease_held=False, polls=0)
+    shared["replicas"] = {
+        "replica": "pod-a",
+        "held": {"aa": 3},
+        "database": "ok",
+        "leases": {
+            "aa": {"holder": "pod-a", "epoch": 3, "expires_in": 1.5},
+            "feed": {"holder": "pod-b", "epoch": 7, "expires_in": 0.2},
+        },
+    }
+    page = render_status_page(shared)
+    assert "this replica: pod-a; database: ok" in page
+    assert re.search(r"<strong>aa</strong></td><td>pod-a <span class=\"badge up\">this replica</span>", page)
+    assert re.search(r"<strong>feed</strong></td><td>pod-b</td><td class=\"num\">7</td>", page)
+    assert re.search(r'data-source="feed".*?another replica holds its lease', page, re.S)  # not "pending"
+    assert "first poll running" not in page
+    assert "<h2>Leases" not in render_status_page(status())  # one exporter on a state file: no such section
+
+
+def test_an_unreachable_state_database_is_said_first() -> None:
+    down = status()
+    down["state"] = "state database postgresql://exporter:***@db/state: connection refused"
+    down["replicas"] = {"replica": "pod-a", "held": {"feed": 2}, "database": "connection refused", "leases": None}
+    page = render_status_page(down)
+    assert 'id="state">state database postgresql://exporter:***@db/state: connection refused<' in page
+    assert "held here: feed" in page
+
+
 def test_a_backfill_shows_a_progress_bar_with_the_time_left() -> None:
     backfill = {
         "read_seconds": 86400.0 * 3,
