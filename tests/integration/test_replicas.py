@@ -214,6 +214,13 @@ def test_two_replicas_share_the_shards_of_per_agent_platforms(
         wait_for(counters_equal, timeout=30, interval=0.5, what="the folded counters to equal the truth")
         held = [sorted(r.status()["replicas"]["held"]) for r in replicas]
         assert sorted(n for h in held for n in h) == sorted(names) and [len(h) for h in held] == [3, 3], held
+        ids = [str(r.status()["replicas"]["replica"]) for r in replicas]
+        for replica, mine, theirs in zip(replicas, ids, reversed(ids), strict=True):
+            page = httpx.get(f"{replica.url}/status", headers={"Accept": "text/html"}, timeout=5).text
+            assert f"this replica: {mine}; database: ok" in page
+            assert page.count('<span class="badge up">this replica</span>') == 3  # its three leases, marked
+            assert page.count(f"<td>{theirs}</td>") == 3  # the other's three, named
+            assert page.count("another replica holds its lease") == 3  # and its sources say where they are read
     finally:
         for replica in replicas:
             if replica.proc is not None and replica.proc.poll() is None:
@@ -238,6 +245,8 @@ def test_a_replica_cut_off_from_postgresql_says_so_and_recovers_with_nothing_los
             what="/readyz to say the database is unreachable",
         )
         assert "state database unreachable" in httpx.get(f"{replica.url}/readyz", timeout=5).text
+        page = httpx.get(f"{replica.url}/status", headers={"Accept": "text/html"}, timeout=5).text
+        assert 'id="state">state database' in page  # above the sources, which it cannot read now
         wait_for(
             lambda: not any(n == "agent_runs_total" for n, _ in replica.metrics()),
             timeout=4 * INTERVAL,
