@@ -11,9 +11,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import psycopg
+if TYPE_CHECKING:
+    import psycopg
 
 Params = Sequence[Any]
 
@@ -45,6 +46,7 @@ class Database(Protocol):
     setting: str
     types: Mapping[str, str]
     shared: bool  # other processes write it too (replicas): nothing may be cached
+    errors: tuple[type[Exception], ...]  # the driver's errors that mean "this database cannot be used"
 
     def execute(self, sql: str, params: Params = ()) -> Rows: ...
 
@@ -77,6 +79,7 @@ class SqliteDatabase:
     }
     setting = "state.path"
     shared = False
+    errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
 
     def __init__(self, path: str) -> None:
         self.name = f"state file {path}"
@@ -121,8 +124,10 @@ class Transaction:
         self._db.end(commit=exc_type is None)
 
 
-# The engines' errors that mean "this database cannot be used" when the store opens it.
-ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, psycopg.Error, StateUnavailable)
+# What means "this database cannot be used" when the store opens it, on
+# either engine (besides the Database's own `errors`): SQLite's errors come
+# from opening the file, before there is a Database to ask.
+ENGINE_ERRORS: tuple[type[Exception], ...] = (sqlite3.DatabaseError, StateUnavailable)
 
 
 def unusable(name: str, err: Exception) -> str:
@@ -157,7 +162,12 @@ class PostgresDatabase:
 
     def __init__(self, url: str, name: str, connect_timeout: float = 10.0) -> None:
         """`name`: the URL with its password hidden (the store never sees the redactor)."""
+        import psycopg  # here, not at the top: an exporter on a state file never loads the driver
+
         self.name = f"state database {name}"
+        self._psycopg = psycopg
+        self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        self._gone = (psycopg.OperationalError, psycopg.InterfaceError)  # the server or the connection went away
         self._url = url
         self._timeout = connect_timeout
         self._local = threading.Lock()  # guards replacing the connection
@@ -168,20 +178,22 @@ class PostgresDatabase:
             if self._conn is None or self._conn.closed or self._conn.broken:
                 if self._conn is not None:
                     self._conn.close()
-                self._conn = psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self._timeout)))
+                self._conn = self._psycopg.connect(
+                    self._url, autocommit=True, connect_timeout=max(1, int(self._timeout))
+                )
             return self._conn
 
     def execute(self, sql: str, params: Params = ()) -> Rows:
         try:
             return self._connection().execute(_pg(sql), params or None)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+        except self._gone as err:
             raise StateUnavailable(f"{self.name} is unreachable: {err}") from err
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
         try:
             with self._connection().cursor() as cursor:
                 cursor.executemany(_pg(sql), rows)
-        except (psycopg.OperationalError, psycopg.InterfaceError) as err:
+        except self._gone as err:
             raise StateUnavailable(f"{self.name} is unreachable: {err}") from err
 
     def begin(self) -> None:

@@ -63,13 +63,14 @@ class StateStore:
         self._lock = threading.RLock()
         self._outbox_total: int | None = None  # cached sum(spans) of the outbox; None: count again
         self.name = f"state file {where}" if isinstance(where, str | Path) else where.name
+        unusable_errors = ENGINE_ERRORS if isinstance(where, str | Path) else (*ENGINE_ERRORS, *where.errors)
         try:
             self._db: Database = SqliteDatabase(str(where)) if isinstance(where, str | Path) else where
             self._db.check()
             self._migrate()
         except NewerStateError:
             raise
-        except ENGINE_ERRORS as err:
+        except unusable_errors as err:
             raise StateError(unusable(self.name, err)) from err
 
     def _migrate(self) -> None:
